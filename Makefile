@@ -1,0 +1,32 @@
+# Thin targets: each one command. `make demo` and `make test` create .venv on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast app bench lint
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev,app]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fpar demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/pytest; code=$$?; [ $$code -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$code
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+app: $(STAMP)
+	$(BIN)/streamlit run src/fpar/app/streamlit_app.py
+
+bench: $(STAMP)
+	$(BIN)/fpar bench
+
+lint: $(STAMP)
+	$(BIN)/python -m compileall -q src tests

@@ -1,0 +1,304 @@
+"""GTEA61's processed layouts: the one module that knows dataset folder and file names.
+
+Two layouts are read:
+
+* ``course`` (the layout with motion maps, what ``fpar prepare`` writes)::
+
+      processed_frames2/<user>/<class>/<instance>/rgb/rgb0001.png
+      processed_frames2/<user>/<class>/<instance>/mmaps/map0001.png
+      flow_x_processed/<user>/<class>/<instance>/flow_x_00001.png
+      flow_y_processed/<user>/<class>/<instance>/flow_y_00001.png
+
+* ``egornn`` (Ego-RNN's ``prepareGTEA61Dataset.py`` output and denseflow's flow)::
+
+      frames/<user>/<class>/<instance>/image_00000.jpg
+      flow_x/<user>/<class>/<instance>/flow_x_00001.jpg
+      flow_y/<user>/<class>/<instance>/flow_y_00001.jpg
+
+Everything outside this module speaks of *positions*, never file numbers: a sample's frames are
+positions 0..n-1 over its frame files sorted by number; flow k goes from frame k to frame k+1;
+motion map k belongs to frame k. Reading goes through the sorted file lists, so a layout's first
+number (0 or 1) only matters when writing, and `Layout.path` is the one place that applies it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fpar.errors import DataError
+
+MODALITIES = ("rgb", "flow_x", "flow_y", "mmaps")
+MANIFEST_NAME = "manifest.csv"
+LABELS_NAME = "labels.csv"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """Where one modality lives: top folder, optional folder inside the instance, file pattern."""
+
+    top: str
+    inner: str  # sub-folder inside the instance folder ("" when the files sit in it directly)
+    prefix: str
+    digits: int
+    suffix: str
+    first: int  # the number written for position 0
+
+    def name(self, position: int) -> str:
+        return f"{self.prefix}{position + self.first:0{self.digits}d}{self.suffix}"
+
+    def number_of(self, file_name: str) -> int | None:
+        """The frame number in a file name of this pattern, or None if the name does not match."""
+        match = re.fullmatch(rf"{re.escape(self.prefix)}(\d+){re.escape(self.suffix)}", file_name)
+        return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A processed layout: one FileSpec per modality it holds."""
+
+    name: str
+    specs: dict[str, FileSpec]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.specs)
+
+    def instance_dir(self, root: Path, modality: str, user: str, label: str, instance: str) -> Path:
+        spec = self._spec(modality)
+        folder = Path(root) / spec.top / user / label / instance
+        return folder / spec.inner if spec.inner else folder
+
+    def path(self, root: Path, modality: str, user: str, label: str, instance: str, position: int) -> Path:
+        """The file that holds `position` of a modality, as a writer must name it."""
+        if position < 0:
+            raise ValueError(f"position must be >= 0, got {position}")
+        spec = self._spec(modality)
+        return self.instance_dir(root, modality, user, label, instance) / spec.name(position)
+
+    def sample_roots(self, root: Path, user: str, label: str, instance: str) -> list[Path]:
+        """The instance folders a sample owns, one per top folder (what a writer renames into place)."""
+        tops = dict.fromkeys(spec.top for spec in self.specs.values())
+        return [Path(root) / top / user / label / instance for top in tops]
+
+    def _spec(self, modality: str) -> FileSpec:
+        if modality not in self.specs:
+            raise DataError(f"the {self.name} layout has no {modality!r} modality")
+        return self.specs[modality]
+
+
+COURSE = Layout(
+    "course",
+    {
+        "rgb": FileSpec("processed_frames2", "rgb", "rgb", 4, ".png", 1),
+        "mmaps": FileSpec("processed_frames2", "mmaps", "map", 4, ".png", 1),
+        "flow_x": FileSpec("flow_x_processed", "", "flow_x_", 5, ".png", 1),
+        "flow_y": FileSpec("flow_y_processed", "", "flow_y_", 5, ".png", 1),
+    },
+)
+EGORNN = Layout(
+    "egornn",
+    {
+        "rgb": FileSpec("frames", "", "image_", 5, ".jpg", 0),
+        "flow_x": FileSpec("flow_x", "", "flow_x_", 5, ".jpg", 1),
+        "flow_y": FileSpec("flow_y", "", "flow_y_", 5, ".jpg", 1),
+    },
+)
+LAYOUTS = {layout.name: layout for layout in (COURSE, EGORNN)}
+
+
+def detect_layout(root: str | Path, name: str = "auto") -> Layout:
+    """The layout of a dataset root: named explicitly, or found by its top folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found (or not a folder)")
+    if name != "auto":
+        if name not in LAYOUTS:
+            raise DataError(f"unknown layout {name!r}; choose one of auto, {', '.join(LAYOUTS)}")
+        return LAYOUTS[name]
+    for layout in LAYOUTS.values():
+        if (root / layout.specs["rgb"].top).is_dir():
+            return layout
+    wanted = " or ".join(f"'{layout.specs['rgb'].top}/'" for layout in LAYOUTS.values())
+    raise DataError(f"{root}: not a GTEA61 processed root: it has no {wanted} folder")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in a dataset root, with the path it concerns."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One action instance and its files, each list indexed by position."""
+
+    user: str
+    label: str
+    instance: str
+    frames: tuple[Path, ...]
+    flow_x: tuple[Path, ...] = ()
+    flow_y: tuple[Path, ...] = ()
+    mmaps: tuple[Path, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.user}/{self.label}/{self.instance}"
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def n_flows(self) -> int:
+        return min(len(self.flow_x), len(self.flow_y))
+
+    def frame(self, position: int) -> Path:
+        return self.frames[position]
+
+    def flow(self, axis: str, position: int) -> Path:
+        """Flow `position` (from frame `position` to `position + 1`) along axis "x" or "y"."""
+        return (self.flow_x if axis == "x" else self.flow_y)[position]
+
+    def mmap(self, position: int) -> Path:
+        """The motion map of frame `position`; frames past the last map reuse the last one."""
+        if not self.mmaps:
+            raise DataError(f"{self.id}: this sample has no motion maps")
+        return self.mmaps[min(position, len(self.mmaps) - 1)]
+
+
+@dataclass
+class Discovery:
+    """What `discover` found: the samples, the layout, and every problem met on the way."""
+
+    root: Path
+    layout: Layout
+    samples: list[Sample]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def users(self) -> list[str]:
+        return sorted({s.user for s in self.samples})
+
+
+def _sorted_children(folder: Path) -> list[Path]:
+    """Visible sub-folders, numeric names in numeric order (GTEA instances are 1, 2, ... 10)."""
+    children = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(children, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+
+
+def _files_by_position(folder: Path, spec: FileSpec) -> tuple[Path, ...]:
+    numbered = [(spec.number_of(p.name), p) for p in folder.iterdir() if p.is_file()]
+    return tuple(p for n, p in sorted((n, p) for n, p in numbered if n is not None))
+
+
+def discover(root: str | Path, layout: str = "auto") -> Discovery:
+    """Walk a dataset root and list its samples; problems are collected, not raised.
+
+    An instance is keyed by (user, class, instance) across all modality folders, so an instance
+    present in one modality but missing from another is found and reported.
+    """
+    root = Path(root)
+    chosen = detect_layout(root, layout)
+    tops = {spec.top for spec in chosen.specs.values()}
+    keys: set[tuple[str, str, str]] = set()
+    problems: list[Problem] = []
+    for top in sorted(tops):
+        if not (root / top).is_dir():
+            problems.append(Problem(root / top, "missing folder"))
+            continue
+        for user_dir in _sorted_children(root / top):
+            for class_dir in _sorted_children(user_dir):
+                instances = _sorted_children(class_dir)
+                if not instances:
+                    problems.append(Problem(class_dir, "class folder has no instances"))
+                keys.update((user_dir.name, class_dir.name, inst.name) for inst in instances)
+
+    samples = []
+    for user, label, instance in sorted(keys, key=_key_order):
+        files: dict[str, tuple[Path, ...]] = {}
+        for modality in chosen.modalities:
+            folder = chosen.instance_dir(root, modality, user, label, instance)
+            if not folder.is_dir():
+                problems.append(Problem(folder, f"missing {modality} folder"))
+                files[modality] = ()
+                continue
+            files[modality] = _files_by_position(folder, chosen.specs[modality])
+            if not files[modality]:
+                problems.append(Problem(folder, f"no {modality} files named like "
+                                                f"{chosen.specs[modality].name(0)}"))
+        if "flow_x" in files and len(files["flow_x"]) != len(files["flow_y"]):
+            problems.append(Problem(chosen.instance_dir(root, "flow_x", user, label, instance),
+                                    f"flow x/y count mismatch: {len(files['flow_x'])} x files, "
+                                    f"{len(files['flow_y'])} y files"))
+        samples.append(Sample(user, label, instance, frames=files["rgb"], flow_x=files.get("flow_x", ()),
+                              flow_y=files.get("flow_y", ()), mmaps=files.get("mmaps", ())))
+    return Discovery(root, chosen, samples, problems)
+
+
+def _key_order(key: tuple[str, str, str]) -> tuple:
+    user, label, instance = key
+    return (user, label, (0, int(instance), "") if instance.isdigit() else (1, 0, instance))
+
+
+def class_names(samples: list[Sample], exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Sorted union of class names over all users, without the excluded ones.
+
+    The reference numbers classes per user folder, which silently misaligns ids when a user lacks a
+    class; a sorted union gives every user the same ids.
+    """
+    return sorted({s.label for s in samples} - set(exclude))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test samples of a leave-one-user-out split."""
+
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    test_user: str
+    selection: str  # "val": checkpoints chosen on `val`; "test": on the test user (reference protocol)
+
+
+def split_by_user(samples: list[Sample], test_user: str, val_fraction: float = 0.2,
+                  selection: str = "val", seed: int = 0) -> Split:
+    """Hold one user out for test; keep a stratified share of the others' instances for validation.
+
+    With ``selection="test"`` the validation set *is* the test user, as in Ego-RNN; fpar's default
+    keeps them apart so the reported test accuracy was not used to choose the checkpoint.
+    """
+    users = sorted({s.user for s in samples})
+    if test_user not in users:
+        raise DataError(f"test user {test_user!r} not found; users are {', '.join(users) or 'none'}")
+    if selection not in ("val", "test"):
+        raise DataError(f"selection must be 'val' or 'test', got {selection!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    test = [s for s in samples if s.user == test_user]
+    rest = [s for s in samples if s.user != test_user]
+    if selection == "test":
+        return Split(train=rest, val=test, test=test, test_user=test_user, selection=selection)
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[Sample]] = defaultdict(list)
+    for s in rest:
+        by_class[s.label].append(s)
+    val_ids: set[str] = set()
+    for label in sorted(by_class):
+        group = by_class[label]
+        n_val = int(round(val_fraction * len(group)))
+        n_val = min(n_val, len(group) - 1)  # never take a class's last training instance
+        for i in rng.permutation(len(group))[:n_val]:
+            val_ids.add(group[i].id)
+    train = [s for s in rest if s.id not in val_ids]
+    val = [s for s in rest if s.id in val_ids]
+    return Split(train=train, val=val, test=test, test_user=test_user, selection=selection)

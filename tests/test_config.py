@@ -1,0 +1,72 @@
+"""Recipes: YAML + overrides into typed dataclasses; bad keys and types are errors, not defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fpar.config import DataConfig, ModelConfig, Recipe, from_dict, load_recipe, to_dict
+from fpar.errors import ConfigError
+
+
+def test_defaults_without_file() -> None:
+    recipe = load_recipe()
+    assert isinstance(recipe, Recipe)
+    assert recipe.data.frames == 7 and recipe.data.test_user == "S2"
+    assert recipe.stages == []
+
+
+def test_yaml_and_overrides_merge_with_types(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "data:\n  root: /x\n  frames: 5\nmodel:\n  name: flow\n"
+        "stages:\n  - name: s1\n    trains: [lstm, classifier]\n    lr: 0.01\n"
+    )
+    recipe = load_recipe(path, ["data.frames=9", "train.alpha=0.5"])
+    assert recipe.data.root == "/x"
+    assert recipe.data.frames == 9  # override wins over the file
+    assert recipe.model.name == "flow"
+    assert recipe.train.alpha == 0.5
+    assert recipe.stages[0].trains == ["lstm", "classifier"] and recipe.stages[0].lr == 0.01
+    assert recipe.stages[0].epochs == 1  # stage defaults fill what the file leaves out
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["data.bogus=1"], "data.bogus"),
+        (["data.frames=abc"], "data.frames"),
+        (["nosuchsection.x=1"], "nosuchsection"),
+    ],
+)
+def test_bad_override_names_the_key(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_recipe(overrides=overrides)
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  nmae: rgb\n")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(path)
+    assert str(path) in str(info.value) and "nmae" in str(info.value)
+
+
+def test_unknown_key_in_stage_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("stages:\n  - name: s1\n    epochz: 3\n")
+    with pytest.raises(ConfigError, match="epochz"):
+        load_recipe(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_dict_round_trip_keeps_values() -> None:
+    cfg = ModelConfig(name="rgb_ms", num_classes=5, image_size=112)
+    assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError):
+        from_dict(DataConfig, {"frames": "many"})
