@@ -1,0 +1,177 @@
+"""The four datasets over `Sample`s, and the factory that picks one from a model's input keys.
+
+An item is a dict (DESIGN section 8), so the trainer and collate never care which model trains:
+
+* ``"rgb"``: (T, 3, S, S) float, the N frames of `sampling.frame_positions`;
+* ``"flow"``: (2L, S, S) float, L consecutive flows interleaved x1, y1, x2, y2, ...
+  ((segments, 2L, S, S) when several evaluation windows are asked for);
+* ``"mmaps"``: (T, S, S) int64 0/1, the motion maps of the same N frames at the crop size
+  (the model resizes them to its layer4 size);
+* ``"label"``: int64 scalar, the index of the sample's class in `classes`;
+* ``"sample_id"``: str, ``user/class/instance``.
+
+One `ClipTransform.draw` per item: the frames, maps and flows of an item share flip and crop.
+
+Short samples are dropped when the dataset is built, with one warning listing them (and the list
+kept in `dropped`), rather than raising: the reference drops instances shorter than L, and one
+short instance in a thousand should not stop a training run. `fpar data check` reports the same
+samples. Samples whose class is not in `classes` (e.g. the excluded ``put_tea``) are left out
+silently: the class list is where exclusion is decided.
+
+Randomness (flip, crop, train flow window) comes from torch's global RNG. DataLoader seeds it in
+every worker from a base seed that it draws from the main process's RNG, so `torch.manual_seed(s)`
+(fpar's ``--seed``) before iterating gives the same items for the same ``num_workers``; with
+``num_workers=0`` the main process's RNG is used directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from fpar.config import DataConfig
+from fpar.data.layout import Sample
+from fpar.data.sampling import eval_flow_start, flow_window, frame_positions, segment_flow_starts, train_flow_start
+from fpar.data.transforms import ClipParams, ClipTransform
+from fpar.errors import DataError
+
+
+def read_image(path: Path, gray: bool = False) -> torch.Tensor:
+    """Decode an image file to a uint8 (C, H, W) tensor (C = 1 if `gray`, else 3).
+
+    Images are untrusted input: any failure (missing, empty, truncated, not an image, a
+    decompression bomb) becomes a DataError naming the file. PIL's gray conversion is the one
+    the reference uses for flow images.
+    """
+    try:
+        with Image.open(path) as image:
+            array = np.array(image.convert("L" if gray else "RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from exc
+    tensor = torch.from_numpy(array)
+    return tensor[None] if gray else tensor.permute(2, 0, 1)
+
+
+class ClipDataset(Dataset):
+    """Base of the four datasets: `keys` says which modalities an item carries."""
+
+    keys: ClassVar[frozenset[str]]
+
+    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: ClipTransform,
+                 frames: int = 7, flow_stack: int = 5, segments: int = 1) -> None:
+        """`frames` is N (RGB, maps), `flow_stack` L; `segments` > 1 replaces the single flow window
+        (random in training, centre otherwise) with that many evenly spaced ones."""
+        if frames < 1 or flow_stack < 1 or segments < 1:
+            raise ValueError(f"frames, flow_stack and segments must be >= 1, "
+                             f"got {frames}, {flow_stack}, {segments}")
+        self.classes = list(classes)
+        self.transform = transform
+        self.frames = frames
+        self.flow_stack = flow_stack
+        self.segments = segments
+        self._class_index = {name: i for i, name in enumerate(self.classes)}
+        usable = [s for s in samples if s.label in self._class_index]
+        reasons = {s.id: self._unusable(s) for s in usable}
+        self.samples = [s for s in usable if reasons[s.id] is None]
+        self.dropped = [(s, reasons[s.id]) for s in usable if reasons[s.id] is not None]
+        if self.dropped:
+            listed = "; ".join(f"{s.id} ({why})" for s, why in self.dropped)
+            warnings.warn(f"{type(self).__name__}: dropped {len(self.dropped)} sample(s): {listed}", stacklevel=2)
+        if not self.samples:
+            first = f", e.g. {self.dropped[0][0].id}: {self.dropped[0][1]}" if self.dropped else ""
+            raise DataError(f"{type(self).__name__}: no usable samples among {len(samples)} "
+                            f"({len(self.dropped)} too short or incomplete{first})")
+
+    def _unusable(self, sample: Sample) -> str | None:
+        """Why `sample` cannot give an item (None if it can)."""
+        if "rgb" in self.keys and sample.n_frames < max(self.frames, 2):
+            return f"{sample.n_frames} frames, needs {max(self.frames, 2)}"
+        if "mmaps" in self.keys and not sample.mmaps:
+            return "no motion maps"
+        if "flow" in self.keys and sample.n_flows < self.flow_stack:
+            return f"{sample.n_flows} flows, needs {self.flow_stack}"
+        return None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        sample = self.samples[index]
+        params = self.transform.draw()
+        item: dict[str, torch.Tensor | str] = {
+            "label": torch.tensor(self._class_index[sample.label], dtype=torch.int64),
+            "sample_id": sample.id,
+        }
+        if "rgb" in self.keys:
+            positions = frame_positions(sample.n_frames, self.frames)
+            item["rgb"] = self.transform.rgb([read_image(sample.frame(p)) for p in positions], params)
+            if "mmaps" in self.keys:  # the maps of the same frames
+                maps = [read_image(sample.mmap(p), gray=True) for p in positions]
+                item["mmaps"] = self.transform.mmaps(maps, params)
+        if "flow" in self.keys:
+            item["flow"] = self._flow(sample, params)
+        return item
+
+    def _flow(self, sample: Sample, params: ClipParams) -> torch.Tensor:
+        if self.segments > 1:
+            starts = segment_flow_starts(sample.n_flows, self.flow_stack, self.segments)
+        elif self.transform.train:
+            starts = [train_flow_start(sample.n_flows, self.flow_stack)]
+        else:
+            starts = [eval_flow_start(sample.n_flows, self.flow_stack)]
+        stacks = [self._flow_stack(sample, start, params) for start in starts]
+        return stacks[0] if self.segments == 1 else torch.stack(stacks)
+
+    def _flow_stack(self, sample: Sample, start: int, params: ClipParams) -> torch.Tensor:
+        window = flow_window(start, self.flow_stack)
+        xs = [read_image(sample.flow("x", p), gray=True) for p in window]
+        ys = [read_image(sample.flow("y", p), gray=True) for p in window]
+        return self.transform.flow(xs, ys, params)
+
+
+class RGBClips(ClipDataset):
+    """N uniformly sampled RGB frames (the `rgb` model)."""
+
+    keys = frozenset({"rgb"})
+
+
+class FlowStacks(ClipDataset):
+    """One stack of L consecutive warp-flow pairs (the `flow` model)."""
+
+    keys = frozenset({"flow"})
+
+
+class RGBWithMotionMaps(ClipDataset):
+    """RGB frames and their motion maps under the same flip/crop (`rgb_ms`, `rgb_ms_feedback`)."""
+
+    keys = frozenset({"rgb", "mmaps"})
+
+
+class TwoStreamClips(ClipDataset):
+    """RGB frames and a flow stack of the same instance, one draw for both (`two_stream`)."""
+
+    keys = frozenset({"rgb", "flow"})
+
+
+DATASETS: dict[frozenset[str], type[ClipDataset]] = {
+    cls.keys: cls for cls in (RGBClips, FlowStacks, RGBWithMotionMaps, TwoStreamClips)
+}
+
+
+def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Iterable[str],
+                 cfg: DataConfig, train: bool, segments: int = 1) -> ClipDataset:
+    """The dataset giving exactly the inputs a model needs (its `input_keys`), built from `cfg`."""
+    wanted = frozenset(needs)
+    if wanted not in DATASETS:
+        known = ", ".join(sorted("{" + ", ".join(sorted(k)) + "}" for k in DATASETS))
+        raise DataError(f"no dataset gives inputs {sorted(wanted)}; known input sets: {known}")
+    transform = ClipTransform(image_size=cfg.image_size, resize=cfg.resize, train=train)
+    return DATASETS[wanted](samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack,
+                            segments=segments)
