@@ -1,0 +1,1 @@
+"""Data: dataset layouts, sampling, transforms, datasets and the synthetic data set."""
