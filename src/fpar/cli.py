@@ -1,0 +1,285 @@
+"""The `fpar` command line: every verb is a thin call into the library.
+
+Errors a user can cause are `FparError`s: printed in one line, exit code 1, no traceback
+(add `--debug` before the verb to see it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from fpar.errors import FparError
+
+console = Console()
+app = typer.Typer(
+    name="fpar",
+    help="First-person action recognition: make data, train, evaluate and explain video models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and validate dataset roots.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """fpar: first-person action recognition on GTEA61-style data.
+
+    Typical flow: `fpar synth` (or raw videos) -> `fpar prepare` -> `fpar data check` -> train.
+    """
+    _state["debug"] = debug
+
+
+# ---- verbs -------------------------------------------------------------------------------------
+# Each verb parses options, calls one library function, and prints a short result.
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset root: the folder holding processed_frames2/ (course "
+                                              "layout) or frames/ (Ego-RNN layout).")],
+    layout: Annotated[str, typer.Option(help="Layout of ROOT: auto, course or egornn.")] = "auto",
+    frames: Annotated[int, typer.Option("--frames", help="N, RGB frames per clip: instances with fewer "
+                                                         "are reported.")] = 7,
+    flow_stack: Annotated[int, typer.Option("--flow-stack", help="L, flows per stack: instances with fewer "
+                                                                 "are reported.")] = 5,
+    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
+                                                        "real data; unreadable files go unnoticed).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if there is any problem.")] = False,
+) -> None:
+    """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance).
+
+    Problems, each printed as a warning with its path:
+    missing folder, empty instance, fewer frames than N or flows than L,
+    unreadable image, flow x/y count mismatch.
+    The exit code is 0 unless --strict; --quick skips decoding the images.
+
+    Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --strict
+    """
+    from fpar.data.check import check_root, print_report
+
+    report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
+                        progress=True)
+    print_report(report, console)
+    if strict and not report.clean:
+        raise typer.Exit(1)
+
+
+@app.command("models")
+def models_verb(
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the classifier.")] = 61,
+    image_size: Annotated[int, typer.Option("--image-size", help="Input side (sizes the MS head).")] = 224,
+) -> None:
+    """List the registered models with their parameter counts and the batch keys they read.
+
+    Example: fpar models --image-size 112
+    """
+    from rich.table import Table
+
+    from fpar.config import ModelConfig
+    from fpar.models.registry import build_model, list_models, model_description
+
+    table = Table("model", "parameters", "inputs", "what")
+    for name in list_models():
+        model = build_model(ModelConfig(name=name, num_classes=num_classes, image_size=image_size))
+        count = sum(p.numel() for p in model.parameters())
+        table.add_row(name, f"{count:,}", ", ".join(model.input_keys), model_description(name))
+    console.print(table)
+
+
+@app.command("import-egornn")
+def import_egornn_verb(
+    checkpoint: Annotated[Path, typer.Argument(help="State dict file published with Ego-RNN.")],
+    model: Annotated[str, typer.Option("--model", help="Which Ego-RNN model it is: rgb, flow or two_stream.")],
+    out: Annotated[Path, typer.Option("--out", help="fpar checkpoint to write.")],
+    frames: Annotated[int, typer.Option("--frames", help="N frames per clip to store (Ego-RNN used 25).")] = 25,
+    classes: Annotated[
+        Optional[Path], typer.Option("--classes", help="Text file with one class name a line, in class-id order.")
+    ] = None,
+) -> None:
+    """Convert an Ego-RNN state dict (rgb, flow, two-stream) into an fpar checkpoint.
+
+    Example: fpar import-egornn model_rgb_state_dict.pth --model rgb --out egornn_rgb.pt --classes classes.txt
+    """
+    from fpar.models.egornn_import import import_egornn
+
+    names = None
+    if classes is not None:
+        if not classes.is_file():
+            raise FparError(f"{classes}: class-name file not found")
+        names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
+    meta = import_egornn(checkpoint, model, out, frames=frames, class_names=names)
+    console.print(
+        f"wrote {out}: {meta.model_name}, {meta.config.num_classes} classes, N={meta.frames}, "
+        f"L={meta.flow_stack}, input {meta.image_size}x{meta.image_size}"
+    )
+
+
+@app.command("synth")
+def synth_verb(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write videos/, gt/ and labels.csv into.")],
+    users: Annotated[Optional[str], typer.Option(help="Comma-separated user names.",
+                                                 show_default="S1,S2,S3,S4")] = None,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Comma-separated verb_object classes; verbs take, put, shake, stir, pour; objects cup, box, bottle.",
+        show_default="take_cup,put_cup,take_box,put_box,shake_box,shake_bottle,pour_bottle,stir_cup; "
+                     "--tiny: take_cup,put_cup,take_box,shake_box")] = None,
+    clips_per_class: Annotated[Optional[int], typer.Option("--clips-per-class", help="Clips of each class per user.",
+                                                           show_default="5; --tiny: 2")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Frame size WIDTHxHEIGHT (even sides).",
+                                                show_default="320x240; --tiny: 128x96")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames per video.", show_default="24; --tiny: 16")] = None,
+    seed: Annotated[int, typer.Option(help="Everything is a function of the seed.")] = 0,
+    tiny: Annotated[bool, typer.Option("--tiny", help="The smallest useful set (tests, demo); options given "
+                                                      "explicitly still apply.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that render clips.",
+                                                   show_default="all cores; 1 under 64 clips")] = None,
+) -> None:
+    """Write a synthetic egocentric data set: H.264 videos, labels.csv and ground truth.
+
+    A hand takes, puts, shakes, stirs or pours a cup, box or bottle on each user's own table top,
+    filmed by a moving head camera.
+    gt/<video>.npz holds what really moves (moving, T x H x W) and the camera (T x 3 x 3
+    homographies from frame 0); training never reads it.
+    take_X and put_X differ only in time order; classes of one verb differ only in the object.
+
+    Example: fpar synth --out runs/synth --clips-per-class 5 --seed 0
+    """
+    from rich.table import Table
+
+    from fpar.data.synthetic import config_from_options, synthesize
+
+    cfg = config_from_options(tiny=tiny, users=users, classes=classes, clips_per_class=clips_per_class,
+                              size=size, frames=frames, seed=seed)
+    summary = synthesize(out, cfg, progress=True, workers=workers)
+    table = Table("videos", "users", "classes", "frames", "size", "seconds", title=f"wrote {summary.labels}")
+    table.add_row(str(summary.videos), ",".join(summary.users), str(len(summary.classes)), str(summary.frames),
+                  f"{summary.width}x{summary.height}", f"{summary.seconds:.1f}")
+    console.print(table)
+
+@app.command("prepare")
+def prepare_verb(
+    videos: Annotated[Path, typer.Option("--videos", help="labels.csv (video,user,label[,start,end]; video paths "
+                                                          "relative to it), or a folder of videos (with --labels).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset root to write (GTEA61 course layout + manifest.csv).")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file of a --videos folder.",
+                                                   show_default="FOLDER/labels.csv")] = None,
+    size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT (frames are stretched to it), or native.")]
+    = "320x240",
+    flow: Annotated[str, typer.Option(help="Dense flow: dis (fast), tvl1 (what denseflow computes), farneback.")]
+    = "dis",
+    bound: Annotated[float, typer.Option(help="Flow images clip to [-bound, bound] px/frame, mapped to 0..255.")]
+    = 20.0,
+    warp: Annotated[bool, typer.Option("--warp/--plain", help="Remove the camera's motion (homography) "
+                                                              "before dense flow, or not.")] = True,
+    hand_masks: Annotated[Optional[Path], typer.Option(
+        "--hand-masks", help="Folder of masks kept out of the camera estimate: <video stem>/<frame>.png, "
+                             "white = exclude.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Videos prepared at once.", show_default="all cores")]
+    = None,
+    shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
+    = "1/1",
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="Then score the root against the synthetic ground "
+                                                              "truth in gt/ beside the labels file.")] = False,
+) -> None:
+    """Turn raw videos into RGB frames, warp optical flow and motion maps, in parallel and resumably.
+
+    A killed run resumes where it stopped (complete samples are skipped, half-written ones redone).
+    Failed videos are listed with their reason in the summary and in manifest.csv; the exit code
+    is 1 if any failed. With --evaluate: background flow residual of plain vs warp flow and
+    motion-map IoU against gt/ (data made by `fpar synth`).
+
+    Example: fpar prepare --videos runs/synth/labels.csv --out runs/prepared --evaluate
+    """
+    from fpar.prepare.labels import resolve_inputs
+    from fpar.prepare.pipeline import PrepareSettings, parse_shard, prepare
+    from fpar.prepare.video import parse_size
+
+    labels_file, videos_dir = resolve_inputs(videos, labels)
+    settings = PrepareSettings(size=parse_size(size), flow=flow, bound=bound, warp=warp, hand_masks=hand_masks)
+    report = prepare(labels_file, out, settings, videos=videos_dir, workers=workers, shard=parse_shard(shard))
+    for line in report.summary():
+        console.print(line, highlight=False)
+    if evaluate:
+        from fpar.prepare.quality import evaluate as evaluate_root
+
+        for line in evaluate_root(labels_file, out, videos_dir).lines():
+            console.print(line, highlight=False)
+    if report.failed:
+        raise SystemExit(1)
+
+
+@app.command("prepare-bench")
+def prepare_bench_verb(
+    size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = "320x240",
+    pairs: Annotated[int, typer.Option(help="Frame pairs timed per method.")] = 10,
+    flow: Annotated[str, typer.Option(help="Comma-separated methods.")] = "dis,tvl1,farneback",
+    video: Annotated[Optional[Path], typer.Option(help="Time on this video's first frames instead of a "
+                                                       "synthetic clip.")] = None,
+    threads: Annotated[int, typer.Option(help="OpenCV threads (prepare's workers use 1 each).")] = 1,
+) -> None:
+    """Frames per second of each flow method and of the camera (homography) step.
+
+    Example: fpar prepare-bench --size 320x240 --pairs 10 --flow dis,tvl1
+    """
+    from rich.table import Table
+
+    from fpar.prepare.benchmark import benchmark
+    from fpar.prepare.video import parse_size
+
+    frame_size = parse_size(size)
+    if frame_size is None:
+        raise FparError("prepare-bench needs an explicit --size WIDTHxHEIGHT")
+    result = benchmark(frame_size, pairs, tuple(m.strip() for m in flow.split(",") if m.strip()), video, threads)
+    table = Table("method", "dense flow fps", "warp flow fps (with homography)",
+                  title=f"{size}, {pairs} pairs, {threads} OpenCV thread(s); "
+                        f"homography + warp alone {result.homography_fps:.1f} fps")
+    for speed in result.speeds:
+        table.add_row(speed.method, f"{speed.flow_fps:.1f}", f"{speed.warp_flow_fps:.1f}")
+    console.print(table)
+
+
+@app.command("demo")
+def demo_verb(
+    out: Annotated[Path, typer.Option(help="Folder the demo writes into.")] = Path("runs/demo"),
+    tiny: Annotated[bool, typer.Option("--tiny", help="Smallest sizes (seconds; what the tests run).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+) -> None:
+    """Run the main job on built-in synthetic data: synth -> prepare -> data check.
+
+    Writes synthetic videos with ground truth, a contact sheet PNG, the prepared GTEA61-layout root
+    and its quality against the ground truth, then validates the root. Re-running resumes.
+
+    Example: fpar demo --out runs/demo --tiny
+    """
+    from fpar.demo import run_demo
+
+    run_demo(out, tiny=tiny, seed=seed, console=console)
+
+
+# ---- end of verbs ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point: run the Typer app, turning FparError into a one-line message and exit code 1."""
+    try:
+        app()  # standalone: Typer prints usage errors and exits with their codes itself
+    except FparError as exc:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

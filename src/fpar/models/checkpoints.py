@@ -1,0 +1,171 @@
+"""Checkpoints: one file that rebuilds its model alone, read weights-only.
+
+A checkpoint is a dict of plain data and tensors (so `torch.load(weights_only=True)` reads it):
+
+    format, format_version, fpar_version,
+    model_name, config (ModelConfig as a dict: image size, N, L, ... live there),
+    class_names, normalization ({input key: {"mean": [...], "std": [...]}}),
+    state_dict, extra (the trainer's optimizer/scheduler/RNG state, or {}).
+
+The app and CAM call `load_model(path)` and need nothing else. The trainer's partial starts
+(`init_from`) use `load_partial_state`, which loads what fits and reports the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fpar import __version__
+from fpar.config import ModelConfig, from_dict, to_dict
+from fpar.errors import CheckpointError, FparError
+from fpar.models.registry import build_model
+from fpar.models.safe_load import load_weights_only
+
+FORMAT = "fpar-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything but the weights: enough to rebuild the model and to feed it as it was trained."""
+
+    config: ModelConfig
+    class_names: list[str]
+    normalization: dict[str, dict[str, list[float]]]  # per input key ("rgb", "flow"): mean, std
+    fpar_version: str = __version__
+
+    @property
+    def model_name(self) -> str:
+        return self.config.name
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def frames(self) -> int:
+        """N, RGB frames per clip."""
+        return self.config.frames
+
+    @property
+    def flow_stack(self) -> int:
+        """L, flow frames per stack."""
+        return self.config.flow_stack
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint as read from disk."""
+
+    meta: CheckpointMeta
+    state_dict: dict[str, Tensor]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KeyReport:
+    """What `load_partial_state` could not load: names absent, names unknown, shapes that differ."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    def __str__(self) -> str:
+        groups = {"missing": self.missing, "unexpected": self.unexpected, "shape mismatch": self.mismatched}
+        parts = [f"{label}: {', '.join(keys)}" for label, keys in groups.items() if keys]
+        return "; ".join(parts) or "all keys matched"
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, meta: CheckpointMeta, extra: dict[str, Any] | None = None
+) -> None:
+    """Write the checkpoint atomically (a temporary file renamed), so a kill never leaves half."""
+    if len(meta.class_names) != meta.config.num_classes:
+        raise CheckpointError(
+            f"{path}: {len(meta.class_names)} class names for a model of {meta.config.num_classes} classes"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fpar_version": meta.fpar_version,
+        "model_name": meta.model_name,
+        "config": to_dict(meta.config),
+        "class_names": list(meta.class_names),
+        "normalization": meta.normalization,
+        "state_dict": model.state_dict(),
+        "extra": dict(extra or {}),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:
+    try:
+        config = from_dict(ModelConfig, payload["config"])
+        meta = CheckpointMeta(
+            config=config,
+            class_names=[str(name) for name in payload["class_names"]],
+            normalization=payload["normalization"],
+            fpar_version=str(payload["fpar_version"]),
+        )
+    except (KeyError, TypeError, FparError) as exc:
+        raise CheckpointError(f"{path}: fpar checkpoint with a broken header ({exc})") from exc
+    if payload["model_name"] != meta.model_name or len(meta.class_names) != config.num_classes:
+        raise CheckpointError(f"{path}: fpar checkpoint whose model name or class names disagree with its config")
+    return meta
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
+    """Read and check a checkpoint; anything else (truncated, foreign, unsafe) is a CheckpointError."""
+    path = Path(path)
+    payload = load_weights_only(path, "checkpoint", map_location=map_location)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an fpar checkpoint (a torch file without fpar's header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload.get('format_version')}; "
+            f"this fpar ({__version__}) reads version {FORMAT_VERSION}"
+        )
+    if not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: fpar checkpoint without a state dict")
+    return Checkpoint(meta=_meta_from(path, payload), state_dict=payload["state_dict"], extra=payload.get("extra", {}))
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the checkpoint's model from the checkpoint alone; returned in eval mode.
+
+    The backbone is built with weights "none": the checkpoint's own weights replace them anyway,
+    so an `imagenet` config needs no ImageNet file here.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    model = build_model(replace(checkpoint.meta.config, weights="none"))
+    try:
+        model.load_state_dict(checkpoint.state_dict)
+    except RuntimeError as exc:  # torch's message lists missing, unexpected and mis-shaped keys
+        raise CheckpointError(f"{path}: weights do not fit model {checkpoint.meta.model_name!r}: {exc}") from exc
+    return model.to(map_location).eval(), checkpoint.meta
+
+
+def load_partial_state(model: nn.Module, state: dict[str, Tensor]) -> KeyReport:
+    """Load the entries of `state` whose name and shape fit `model`; report the others.
+
+    For starting a model from another's weights (two_stream from rgb and flow runs, rgb_ms from
+    rgb): a head of another size is reported as a shape mismatch instead of failing the load.
+    """
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return KeyReport(
+        missing=sorted(k for k in own if k not in state),
+        unexpected=sorted(k for k in state if k not in own),
+        mismatched=sorted(k for k in state if k in own and own[k].shape != state[k].shape),
+    )

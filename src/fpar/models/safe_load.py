@@ -1,0 +1,37 @@
+"""Reading torch files without ever running code from them.
+
+Every file fpar reads with torch (checkpoints, backbone weights, Ego-RNN state dicts) goes through
+`load_weights_only`: `torch.load(weights_only=True)` accepts tensors and plain data only, so a
+pickle that tries to run code is refused instead of executed. torch fails in many ways on a bad
+file (RuntimeError for a truncated zip, KeyError or EOFError for a foreign file, UnpicklingError
+for forbidden objects); each becomes one CheckpointError naming the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fpar.errors import CheckpointError
+
+
+def load_weights_only(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """The object stored in `path` (a `what`, for messages), or a CheckpointError saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused as {what}: it holds Python objects other than tensors and plain data, "
+            "and fpar never runs code from a file"
+        ) from exc
+    except Exception as exc:  # truncated zip, foreign format, empty file: all "unreadable" to a user
+        raise CheckpointError(
+            f"{path}: cannot read {what}; the file is truncated or not a torch file "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from exc

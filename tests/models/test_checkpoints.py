@@ -1,0 +1,110 @@
+"""Checkpoints rebuild their model alone; bad and unsafe files are refused with CheckpointError."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from model_testkit import NUM_CLASSES, make_batch, small_config
+
+from fpar import __version__
+from fpar.errors import CheckpointError
+from fpar.models import CheckpointMeta, build_model, load_model, read_checkpoint, save_checkpoint
+from fpar.models.checkpoints import load_partial_state
+
+NORMALIZATION = {"rgb": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+CLASSES = [f"verb_{i}" for i in range(NUM_CLASSES)]
+
+
+class _RunsCode:
+    """Unpickling this calls os.mkdir(marker): proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    cfg = small_config("rgb_ms", weights="imagenet")  # rebuilding must not need ImageNet weights
+    model = build_model(small_config("rgb_ms")).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "run" / "best.pt"
+    save_checkpoint(path, model, CheckpointMeta(cfg, CLASSES, NORMALIZATION), extra={"epoch": 3})
+    return path, model
+
+
+def test_round_trip_rebuilds_the_model_from_the_file_alone(saved: tuple[Path, torch.nn.Module]) -> None:
+    path, model = saved
+    loaded, meta = load_model(path)
+    assert not loaded.training
+    assert (meta.model_name, meta.class_names, meta.fpar_version) == ("rgb_ms", CLASSES, __version__)
+    assert (meta.image_size, meta.frames, meta.flow_stack) == (64, 2, 2)
+    assert meta.normalization == NORMALIZATION
+    assert read_checkpoint(path).extra == {"epoch": 3}
+    batch = make_batch(meta.config)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch).logits, model(batch).logits)
+
+
+def test_truncated_file_is_refused(saved: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    data = saved[0].read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt: cannot read checkpoint; the file is truncated"):
+        load_model(cut)
+
+
+@pytest.mark.parametrize("content", ["text", "state_dict"])
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "other.pt"
+    if content == "text":
+        path.write_text("class,label\ntake_cup,1\n")
+    else:
+        torch.save(build_model(small_config("flow")).state_dict(), path)
+    with pytest.raises(CheckpointError, match="other.pt"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_pickle_that_runs_code_is_refused_without_running(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pt"
+    payload = {"format": "fpar-checkpoint", "state_dict": _RunsCode(marker)}
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="evil.pt: refused"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_weights_of_another_model_are_refused(saved: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    path = tmp_path / "renamed.pt"
+    other = build_model(small_config("rgb"))
+    save_checkpoint(path, other, CheckpointMeta(small_config("rgb_ms"), CLASSES, NORMALIZATION))
+    with pytest.raises(CheckpointError, match="do not fit model 'rgb_ms'"):
+        load_model(path)
+
+
+def test_class_names_must_match_the_classifier(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="2 class names"):
+        save_checkpoint(tmp_path / "x.pt", build_model(small_config("flow")),
+                        CheckpointMeta(small_config("flow"), ["a", "b"], NORMALIZATION))
+
+
+def test_partial_load_reports_and_skips_a_head_of_another_size() -> None:
+    """two_stream starts from an rgb run: the streams load by name, the classifier does not fit."""
+    rgb = build_model(small_config("rgb"))
+    joint = build_model(small_config("two_stream"))
+    report = load_partial_state(joint, rgb.state_dict())
+    assert report.unexpected == []
+    assert report.mismatched == ["classifier.fc.weight"]
+    assert all(k.startswith(("streams.flow.", "classifier.")) for k in report.missing)
+    torch.testing.assert_close(joint.streams.rgb.lstm.x_convs.i.weight, rgb.streams.rgb.lstm.x_convs.i.weight)
+    assert "shape mismatch: classifier.fc.weight" in str(report)

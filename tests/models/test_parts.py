@@ -1,0 +1,115 @@
+"""Parts: backbone outputs and weights, flow input adaptation, the flow flip convention."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import ResNet34_Weights, resnet34
+
+from fpar.errors import CheckpointError
+from fpar.models.backbone import build_backbone, layer4_side
+from fpar.models.flow import hflip_flow_stack
+
+IMAGENET_FILE = Path(ResNet34_Weights.IMAGENET1K_V1.url).name
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub folder, and downloads that fail as they do without internet."""
+
+    def no_network(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "hub" / "checkpoints"
+
+
+@pytest.mark.parametrize(("size", "side"), [(224, 7), (112, 4), (64, 2), (200, 7)])
+def test_layer4_side_matches_the_network(size: int, side: int) -> None:
+    assert layer4_side(size) == side
+    with torch.no_grad():
+        assert build_backbone(keep_fc=False).eval()(torch.zeros(1, 3, size, size)).layer4.shape[-1] == side
+
+
+def test_backbone_matches_torchvision_and_exposes_the_pre_bn_map() -> None:
+    net = resnet34().eval()
+    backbone = build_backbone().eval()
+    backbone.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    seen: dict[str, torch.Tensor] = {}
+    net.layer4[2].register_forward_hook(lambda m, args, out: seen.update(x=args[0], out=out))
+    with torch.no_grad():
+        expected_logits = net(x)
+        out = backbone(x)
+        block = net.layer4[2]
+        pre_bn = block.conv2(F.relu(block.bn1(block.conv1(seen["x"])))) + seen["x"]
+    torch.testing.assert_close(out.logits, expected_logits)
+    torch.testing.assert_close(out.layer4, seen["out"])
+    torch.testing.assert_close(out.layer4_pre_bn, pre_bn)
+    torch.testing.assert_close(F.relu(block.bn2(pre_bn - seen["x"]) + seen["x"]), out.layer4)
+
+
+def test_imagenet_offline_names_the_file_and_the_folder(offline_hub: Path) -> None:
+    with pytest.raises(CheckpointError) as error:
+        build_backbone("imagenet")
+    assert IMAGENET_FILE in str(error.value)
+    assert str(offline_hub) in str(error.value)
+
+
+def test_imagenet_from_the_hub_cache_and_cross_modality_conv1(offline_hub: Path) -> None:
+    """A cached file is used without network; the flow conv1 is its RGB mean, repeated."""
+    reference = resnet34().state_dict()
+    offline_hub.mkdir(parents=True)
+    torch.save(reference, offline_hub / IMAGENET_FILE)
+    rgb = build_backbone("imagenet")
+    torch.testing.assert_close(rgb.layer4[2].conv2.weight, reference["layer4.2.conv2.weight"])
+    flow = build_backbone("imagenet", in_channels=10, keep_fc=False)
+    assert flow.fc is None and flow.conv1.weight.shape == (64, 10, 7, 7)
+    expected = reference["conv1.weight"].mean(dim=1, keepdim=True).expand(-1, 10, -1, -1)
+    torch.testing.assert_close(flow.conv1.weight, expected)
+    torch.testing.assert_close(flow.layer1[0].conv1.weight, reference["layer1.0.conv1.weight"])
+
+
+def test_local_weight_file(tmp_path: Path) -> None:
+    reference = resnet34().state_dict()
+    good, bad = tmp_path / "resnet34.pth", tmp_path / "other.pth"
+    torch.save(reference, good)
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, bad)
+    torch.testing.assert_close(build_backbone(str(good)).conv1.weight, reference["conv1.weight"])
+    with pytest.raises(CheckpointError, match="other.pth: not a ResNet-34 state dict"):
+        build_backbone(str(bad))
+    with pytest.raises(CheckpointError, match="not found"):
+        build_backbone(str(tmp_path / "missing.pth"))
+
+
+def test_flow_flip_mirrors_and_inverts_x_only() -> None:
+    """Stack (2L, H, W) = x1, y1, x2, y2: a rightward x flow (v > 128) becomes leftward."""
+    stack = torch.full((4, 2, 3), 128, dtype=torch.uint8)
+    stack[0, 0, 0] = 200  # x1: moving right at the left edge
+    stack[1, 0, 0] = 60  # y1: moving up at the same place
+    flipped = hflip_flow_stack(stack)
+    assert flipped[0, 0, 2] == 255 - 200  # mirrored position, inverted: moving left
+    assert flipped[1, 0, 2] == 60  # y only mirrored
+    assert (flipped[2] == 127).all() and (flipped[3] == 128).all()  # x: 128 -> 127, y unchanged
+    assert torch.equal(hflip_flow_stack(flipped), stack)
+    floats = stack.float() / 255
+    torch.testing.assert_close(hflip_flow_stack(floats, max_value=1.0), flipped.float() / 255)
+
+
+def test_flow_flip_agrees_with_the_data_layer() -> None:
+    """The dataset's flipped flow stack is `hflip_flow_stack` of the raw stack, then normalised."""
+    from fpar.data.transforms import FLOW_MEAN, FLOW_STD, ClipParams, ClipTransform
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8, generator=g) for _ in range(3)]
+    ys = [torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8, generator=g) for _ in range(3)]
+    transform = ClipTransform(image_size=8, resize=8)
+    flipped = transform.flow(xs, ys, ClipParams(flip=True))
+    raw = torch.cat([plane for pair in zip(xs, ys) for plane in pair])  # x1, y1, x2, y2, ...
+    expected = (hflip_flow_stack(raw).float() / 255 - FLOW_MEAN) / FLOW_STD
+    torch.testing.assert_close(flipped, expected)
