@@ -35,6 +35,10 @@ from fpar.errors import DataError
 MODALITIES = ("rgb", "flow_x", "flow_y", "mmaps")
 MANIFEST_NAME = "manifest.csv"
 LABELS_NAME = "labels.csv"
+# manifest.csv, one row a sample: counts, status ("ok" / "failed") and the source it came from
+MANIFEST_COLUMNS = ("user", "class", "instance", "frames", "flows", "status", "error", "video", "start", "end")
+PREPARE_SETTINGS_NAME = "prepare.json"  # the options a root was prepared with (resume must match)
+PREPARE_TEMP_NAME = ".tmp"  # work folders of `fpar prepare`, renamed into place when complete
 
 
 @dataclass(frozen=True)

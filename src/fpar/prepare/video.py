@@ -1,0 +1,70 @@
+"""Decode videos with PyAV, resize frames, read and write frame images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from fpar.errors import DataError
+
+Size = tuple[int, int]  # (width, height)
+
+
+def parse_size(text: str) -> Size | None:
+    """``"320x240"`` -> (320, 240); ``"native"`` -> None (keep each video's own size)."""
+    if text.strip().lower() == "native":
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise DataError(f"size must look like 320x240 (width x height) or 'native', got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def resize(image: np.ndarray, size: Size | None) -> np.ndarray:
+    """Resize to exactly `size` (width, height) with area interpolation (right for shrinking, which
+    is the usual case: raw head-camera video is larger than the frames models read)."""
+    if size is None or (image.shape[1], image.shape[0]) == size:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def decode(path: Path, size: Size | None, first: int = 0,
+           last: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index from 0, RGB uint8 frame resized to `size`) for frames first..last.
+
+    Frames before `first` are decoded but not converted, and decoding stops after `last`.
+    A file PyAV cannot open or decode raises DataError with FFmpeg's reason.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if index >= first:
+                    yield index, resize(frame.to_ndarray(format="rgb24"), size)
+                if last is not None and index >= last:
+                    return
+    except av.FFmpegError as exc:
+        raise DataError(f"{path}: cannot decode video: {exc}") from exc
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write an RGB or grayscale uint8 image (format from the suffix)."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise DataError(f"{path}: could not write image")
+
+
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """Read an image as RGB uint8, or grayscale with `gray`."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: cannot read image")
+    return image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
