@@ -56,21 +56,31 @@ def data_check(
     quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
                                                         "real data; unreadable files go unnoticed).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if there is any problem.")] = False,
+    test_user: Annotated[Optional[str], typer.Option(
+        "--test-user", help="Show the train/val/test split with this user held out.",
+        show_default="every user, one row each")] = None,
+    exclude: Annotated[str, typer.Option(
+        help="Comma-separated classes left out of the class list and the splits ('' for none).")] = "put_tea",
 ) -> None:
-    """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance).
+    """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance),
+    and list the leave-one-user-out splits (instances in train / val / test per held-out user).
 
     Problems, each printed as a warning with its path:
     missing folder, empty instance, fewer frames than N or flows than L,
-    unreadable image, flow x/y count mismatch.
+    unreadable image, flow x/y count mismatch, flows or maps not matching the frames,
+    gaps in file numbers.
     The exit code is 0 unless --strict; --quick skips decoding the images.
 
-    Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --strict
+    Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
     """
+    from fpar.config import DataConfig
     from fpar.data.check import check_root, print_report
 
     report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
                         progress=True)
-    print_report(report, console)
+    excluded = [name.strip() for name in exclude.split(",") if name.strip()]
+    print_report(report, console, exclude=excluded, test_users=[test_user] if test_user else None,
+                 val_fraction=DataConfig().val_fraction)
     if strict and not report.clean:
         raise typer.Exit(1)
 
@@ -170,10 +180,12 @@ def synth_verb(
 @app.command("prepare")
 def prepare_verb(
     videos: Annotated[Path, typer.Option("--videos", help="labels.csv (video,user,label[,start,end]; video paths "
-                                                          "relative to it), or a folder of videos (with --labels).")],
+                                                          "relative to it), or a folder of videos (see --labels).")],
     out: Annotated[Path, typer.Option("--out", help="Dataset root to write (GTEA61 course layout + manifest.csv).")],
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels file of a --videos folder.",
-                                                   show_default="FOLDER/labels.csv")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", help="Labels of a --videos folder: a labels.csv, or raw GTEA annotations (a folder of "
+                         "<video stem>.txt files with lines '<verb><object> (start-end)', or one such file).",
+        show_default="FOLDER/labels.csv, else FOLDER's *.txt")] = None,
     size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT (frames are stretched to it), or native.")]
     = "320x240",
     flow: Annotated[str, typer.Option(help="Dense flow: dis (fast), tvl1 (what denseflow computes), farneback.")]
@@ -194,12 +206,17 @@ def prepare_verb(
 ) -> None:
     """Turn raw videos into RGB frames, warp optical flow and motion maps, in parallel and resumably.
 
-    A killed run resumes where it stopped (complete samples are skipped, half-written ones redone).
-    Failed videos are listed with their reason in the summary and in manifest.csv; the exit code
-    is 1 if any failed. With --evaluate: background flow residual of plain vs warp flow and
-    motion-map IoU against gt/ (data made by `fpar synth`).
+    A killed run resumes where it stopped: complete samples are skipped, half-written ones redone.
 
-    Example: fpar prepare --videos runs/synth/labels.csv --out runs/prepared --evaluate
+    Failed videos are listed with their reason in the summary and in manifest.csv; exit code 1 if any failed.
+
+    --evaluate: background flow residual of plain vs warp flow, motion-map IoU against gt/ (`fpar synth` data).
+
+    Examples:
+
+      fpar prepare --videos runs/synth/labels.csv --out runs/prepared --evaluate
+
+      fpar prepare --videos gtea/videos --labels gtea/labels --out data/gtea61 --shard 1/4
     """
     from fpar.prepare.labels import resolve_inputs
     from fpar.prepare.pipeline import PrepareSettings, parse_shard, prepare
@@ -209,7 +226,7 @@ def prepare_verb(
     settings = PrepareSettings(size=parse_size(size), flow=flow, bound=bound, warp=warp, hand_masks=hand_masks)
     report = prepare(labels_file, out, settings, videos=videos_dir, workers=workers, shard=parse_shard(shard))
     for line in report.summary():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)  # one line per failure, however long
     if evaluate:
         from fpar.prepare.quality import evaluate as evaluate_root
 
@@ -277,7 +294,7 @@ def main() -> None:
     except FparError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -37,13 +37,37 @@ def test_clean_root_has_no_problems_and_a_summary(make_root) -> None:
     assert report.clean and report.images_read and report.discovery.layout.name == "course"
     result = runner.invoke(app, ["data", "check", str(root), "--strict"])
     assert result.exit_code == 0, result.output
-    rows = [line.split("│")[1:-1] for line in result.output.splitlines() if line.startswith("│")]
-    assert [[cell.strip() for cell in row] for row in rows] == [
+    assert _table_rows(result.output) == [
         ["S1", "3", "4", "10/10/12", "9/9/11", "10/10/12", "-"],
         ["S2", "2", "3", "9/10/10", "8/9/9", "9/10/10", "-"],
         ["all", "3", "7", "9/10/12", "8/9/11", "9/10/12", "-"],
+        # the splits: test user, train, val, test, test classes without training instances (put_tea excluded)
+        ["S1", "3", "0", "3", "-"],
+        ["S2", "3", "0", "3", "-"],
     ]
-    assert "classes (3): open_jam, put_tea, take_cup" in result.output and "no problems" in result.output
+    assert "classes (2): open_jam, take_cup" in result.output and "excluded: put_tea" in result.output
+    assert "no problems" in result.output
+
+
+def _table_rows(output: str) -> list[list[str]]:
+    """The body rows of every table in `output`, cells stripped."""
+    rows = [line.split("│")[1:-1] for line in output.splitlines() if line.startswith("│")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_splits_list_every_held_out_user_or_the_one_asked(make_root) -> None:
+    users = ("S1", "S2", "S3", "S4")
+    root = make_root("egornn", tuple(FakeInstance(user, label, str(i), frames=8) for user in users
+                                     for label in ("open_jam", "take_cup", "put_tea") for i in (1, 2, 3, 4, 5)))
+    every = runner.invoke(app, ["data", "check", str(root), "--quick"], env={"COLUMNS": "200"})
+    assert every.exit_code == 0, every.output
+    # 10 instances per user once put_tea is out; 30 for training, 20% of each class (3 of 15) for validation
+    assert _table_rows(every.output)[-4:] == [[user, "24", "6", "10", "-"] for user in users]
+    one = runner.invoke(app, ["data", "check", str(root), "--quick", "--test-user", "S3", "--exclude", ""])
+    assert _table_rows(one.output)[-1] == ["S3", "36", "9", "15", "-"]  # put_tea kept: 15 a user
+    assert "classes (3): open_jam, put_tea, take_cup" in one.output and "excluded" not in one.output
+    unknown = runner.invoke(app, ["data", "check", str(root), "--quick", "--test-user", "S9"])
+    assert unknown.exit_code == 1 and "test user 'S9' not found; users are S1, S2, S3, S4" in str(unknown.exception)
 
 
 def test_every_problem_names_its_path(make_root) -> None:
@@ -61,6 +85,21 @@ def test_every_problem_names_its_path(make_root) -> None:
     }
     for text in expected:
         assert any(line.startswith(f"{root}/{text}") for line in found), (text, sorted(found))
+
+
+def test_counts_that_break_the_position_alignment_are_problems(make_root) -> None:
+    """Flow k goes from frame k to k+1 and positions run over sorted files: n-1 flows, no gaps."""
+    root = make_root("egornn", (FakeInstance("S1", "open_jam", "1", flows=9),  # the clean count
+                                FakeInstance("S1", "open_jam", "2", flows=10),  # one flow too many
+                                FakeInstance("S1", "open_jam", "3")))  # gets a gap in its frame numbers
+    (root / "frames/S1/open_jam/3/image_00004.jpg").unlink()
+    found = sorted(str(p) for p in check_root(root, read_images=False).problems)
+    assert found == [
+        f"{root}/flow_x/S1/open_jam/2: 10 flows for 10 frames (expected 9: flow k goes from frame k to frame k+1)",
+        f"{root}/flow_x/S1/open_jam/3: 9 flows for 9 frames (expected 8: flow k goes from frame k to frame k+1)",
+        f"{root}/frames/S1/open_jam/3: rgb files are not numbered consecutively (image_00004.jpg is missing): "
+        f"positions after the gap would misalign",
+    ]
 
 
 def test_problems_warn_and_strict_fails(make_root) -> None:

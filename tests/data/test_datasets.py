@@ -34,7 +34,8 @@ def _flow_levels(flow: torch.Tensor) -> list[float]:
 
 
 @pytest.mark.parametrize(("needs", "kind"), [
-    ({"rgb"}, RGBClips), ({"flow"}, FlowStacks), ({"rgb", "mmaps"}, RGBWithMotionMaps), ({"rgb", "flow"}, TwoStreamClips),
+    ({"rgb"}, RGBClips), ({"flow"}, FlowStacks), ({"rgb", "mmaps"}, RGBWithMotionMaps),
+    ({"rgb", "flow"}, TwoStreamClips),
 ])
 @pytest.mark.parametrize("train", [False, True])
 def test_items_have_the_documented_shapes_and_dtypes(make_root, needs: set[str], kind: type, train: bool) -> None:

@@ -34,6 +34,8 @@ def test_positions_map_to_the_layouts_file_names(make_root) -> None:
     egornn = discover(make_root("egornn")).samples[0]
     assert (egornn.frame(0).name, egornn.frame(9).name) == ("image_00000.jpg", "image_00009.jpg")
     assert (egornn.flow("x", 0).name, egornn.flow("y", 8).name) == ("flow_x_00001.jpg", "flow_y_00009.jpg")
+    with pytest.raises(ValueError, match="axis"):
+        egornn.flow("z", 0)
 
 
 def test_last_frame_reuses_the_last_map_when_maps_are_one_short(make_root) -> None:
@@ -57,6 +59,9 @@ def test_layout_detection_and_its_errors(make_root, tmp_path: Path) -> None:
         detect_layout(tmp_path)
     with pytest.raises(DataError, match="unknown layout 'kinetics'"):
         detect_layout(tmp_path, "kinetics")
+    (tmp_path / "labels.csv").write_text("video,user,label\n")
+    with pytest.raises(DataError, match="a raw set\\? run `fpar prepare` on it first"):
+        detect_layout(tmp_path)
 
 
 def test_discovery_reports_broken_instances_by_path(make_root) -> None:

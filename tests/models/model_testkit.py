@@ -1,9 +1,13 @@
-"""Small configs and batches for the model tests: most tests run at 64x64 (layer4 2x2), T=2.
+"""Helpers of the model tests: small configs and batches (most tests run at 64x64, layer4 2x2, T=2),
+and a pickle payload that runs code.
 
 A plainly named module (not conftest) so that `from model_testkit import ...` never meets
 another test folder's conftest."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 
@@ -31,3 +35,13 @@ def make_batch(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> dict:
         "label": torch.randint(0, cfg.num_classes, (batch,), generator=g),
         "sample_id": [f"S1/take_cup/{seed}_{i}" for i in range(batch)],
     }
+
+
+class RunsCode:
+    """A pickle payload: unpickling it calls os.mkdir(marker), proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.marker),)

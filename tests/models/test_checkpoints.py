@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
-from model_testkit import NUM_CLASSES, make_batch, small_config
+from model_testkit import NUM_CLASSES, RunsCode, make_batch, small_config
 
 from fpar import __version__
 from fpar.errors import CheckpointError
@@ -17,16 +16,6 @@ from fpar.models.checkpoints import load_partial_state
 
 NORMALIZATION = {"rgb": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
 CLASSES = [f"verb_{i}" for i in range(NUM_CLASSES)]
-
-
-class _RunsCode:
-    """Unpickling this calls os.mkdir(marker): proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return os.mkdir, (str(self.marker),)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +63,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, content: str
 def test_a_pickle_that_runs_code_is_refused_without_running(tmp_path: Path, writer: str) -> None:
     marker = tmp_path / "code_ran"
     path = tmp_path / "evil.pt"
-    payload = {"format": "fpar-checkpoint", "state_dict": _RunsCode(marker)}
+    payload = {"format": "fpar-checkpoint", "state_dict": RunsCode(marker)}
     if writer == "pickle":
         path.write_bytes(pickle.dumps(payload, protocol=2))
     else:
@@ -88,8 +77,9 @@ def test_weights_of_another_model_are_refused(saved: tuple[Path, torch.nn.Module
     path = tmp_path / "renamed.pt"
     other = build_model(small_config("rgb"))
     save_checkpoint(path, other, CheckpointMeta(small_config("rgb_ms"), CLASSES, NORMALIZATION))
-    with pytest.raises(CheckpointError, match="do not fit model 'rgb_ms'"):
+    with pytest.raises(CheckpointError, match="renamed.pt: weights do not fit model 'rgb_ms'") as error:
         load_model(path)
+    assert "\n" not in str(error.value) and "streams.rgb.ms_head.conv.weight" in str(error.value)
 
 
 def test_class_names_must_match_the_classifier(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from torchvision.models import resnet34
 from typer.testing import CliRunner
 
 from fpar.cli import app
-from fpar.errors import CheckpointError
+from fpar.errors import CheckpointError, ConfigError
 from fpar.models import load_model
 from fpar.models.egornn_import import import_egornn
 
@@ -183,6 +183,11 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path: Path) -> None:
     assert "broken.pth" in message
     assert "streams.rgb.lstm.h_convs.f.weight" in message  # missing, under fpar's name
     assert "attention_layer.weight" in message  # unexpected, under the reference's name
+
+
+def test_an_unknown_model_name_fails_before_reading_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'rgb_ms'; expected one of rgb, flow, two_stream"):
+        import_egornn(tmp_path / "absent.pth", "rgb_ms", tmp_path / "out.pt")
 
 
 def test_a_flow_state_dict_is_not_an_rgb_one(tmp_path: Path) -> None:

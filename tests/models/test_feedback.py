@@ -65,3 +65,65 @@ def test_each_loss_reaches_the_branch_and_only_l_ms_the_ms_head(mode: str) -> No
         else:
             assert all(g is not None and g.abs().sum() > 0 for g in ms_head.values())
 
+
+
+def _constant_modulation(model: torch.nn.Module, scale: float, shift: float) -> None:
+    """Branch biases set so that delta_beta = scale - 1 and gamma = shift everywhere (weights stay 0)."""
+    feedback = model.streams.rgb.feedback
+    with torch.no_grad():
+        feedback.delta_beta[2].bias.fill_(scale - 1)
+        feedback.gamma[2].bias.fill_(shift)
+
+
+def _maxpool_inputs(model: torch.nn.Module, batch: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per backbone call: bn1's output and the max-pool's input (what feedback may modulate)."""
+    backbone = model.streams.rgb.backbone
+    bn1_outputs: list[torch.Tensor] = []
+    maxpool_inputs: list[torch.Tensor] = []
+    hooks = [
+        backbone.bn1.register_forward_hook(lambda m, args, out: bn1_outputs.append(out)),
+        backbone.maxpool.register_forward_pre_hook(lambda m, args: maxpool_inputs.append(args[0])),
+    ]
+    with torch.no_grad():
+        model(batch)
+    for hook in hooks:
+        hook.remove()
+    return bn1_outputs, maxpool_inputs
+
+
+def test_two_pass_modulates_conv1_after_bn1_relu_before_maxpool() -> None:
+    """Pass 1 is unmodulated; pass 2 feeds (1 + delta_beta) * relu(bn1(conv1)) + gamma to the max-pool."""
+    cfg = small_config("rgb_ms_feedback", frames=2)
+    model = build_model(cfg).eval()
+    _constant_modulation(model, scale=1.5, shift=0.25)
+    bn1_outputs, maxpool_inputs = _maxpool_inputs(model, make_batch(cfg))
+    assert len(maxpool_inputs) == 2  # pass 1, pass 2 (all B*T frames in one batch each)
+    torch.testing.assert_close(maxpool_inputs[0], F.relu(bn1_outputs[0]))
+    torch.testing.assert_close(maxpool_inputs[1], 1.5 * F.relu(bn1_outputs[1]) + 0.25)
+
+
+def test_two_pass_branch_reads_the_unmodulated_conv100_upsampled() -> None:
+    cfg = small_config("rgb_ms_feedback", frames=2, image_size=112)
+    model = build_model(cfg).eval()
+    stream = model.streams.rgb
+    seen: dict[str, torch.Tensor] = {}
+    stream.feedback.delta_beta[0].register_forward_pre_hook(lambda m, args: seen.update(source=args[0]))
+    batch = make_batch(cfg)
+    with torch.no_grad():
+        model(batch)
+        frames = batch["rgb"].flatten(0, 1)
+        conv100 = stream.ms_head.embed(stream.backbone(frames).layer4)  # (B*T, 100, 4, 4)
+    assert seen["source"].shape == (frames.shape[0], 100, 56, 56)  # stem size at 112 input
+    expected = F.interpolate(conv100, size=(56, 56), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen["source"], expected)
+
+
+def test_previous_frame_leaves_frame_one_unmodulated() -> None:
+    cfg = small_config("rgb_ms_feedback", frames=3, feedback_mode="previous_frame")
+    model = build_model(cfg).eval()
+    _constant_modulation(model, scale=0.5, shift=-0.1)
+    bn1_outputs, maxpool_inputs = _maxpool_inputs(model, make_batch(cfg))
+    assert len(maxpool_inputs) == 3  # one pass per frame
+    torch.testing.assert_close(maxpool_inputs[0], F.relu(bn1_outputs[0]))
+    for bn1, pooled in zip(bn1_outputs[1:], maxpool_inputs[1:]):
+        torch.testing.assert_close(pooled, 0.5 * F.relu(bn1) - 0.1)

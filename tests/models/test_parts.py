@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from model_testkit import RunsCode
 from torchvision.models import ResNet34_Weights, resnet34
 
 from fpar.errors import CheckpointError
@@ -75,14 +76,25 @@ def test_imagenet_from_the_hub_cache_and_cross_modality_conv1(offline_hub: Path)
     torch.testing.assert_close(flow.layer1[0].conv1.weight, reference["layer1.0.conv1.weight"])
 
 
+def test_imagenet_cache_file_is_read_weights_only(offline_hub: Path) -> None:
+    """A cached ImageNet file that would run code on unpickling is refused, and the code never runs."""
+    marker = offline_hub.parent / "code_ran"
+    offline_hub.mkdir(parents=True)
+    torch.save({"conv1.weight": RunsCode(marker)}, offline_hub / IMAGENET_FILE)
+    with pytest.raises(CheckpointError, match=f"{IMAGENET_FILE}: .* cannot be read"):
+        build_backbone("imagenet")
+    assert not marker.exists()
+
+
 def test_local_weight_file(tmp_path: Path) -> None:
     reference = resnet34().state_dict()
     good, bad = tmp_path / "resnet34.pth", tmp_path / "other.pth"
     torch.save(reference, good)
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, bad)
     torch.testing.assert_close(build_backbone(str(good)).conv1.weight, reference["conv1.weight"])
-    with pytest.raises(CheckpointError, match="other.pth: not a ResNet-34 state dict"):
+    with pytest.raises(CheckpointError, match="other.pth: not a ResNet-34 state dict") as error:
         build_backbone(str(bad))
+    assert "\n" not in str(error.value) and "layer4.2.conv2.weight" in str(error.value)  # one line, keys listed
     with pytest.raises(CheckpointError, match="not found"):
         build_backbone(str(tmp_path / "missing.pth"))
 

@@ -54,3 +54,45 @@ def test_bad_rows_name_the_file_and_line(folder: Path, text: str, message: str) 
     path = _labels(folder, text)
     with pytest.raises(DataError, match=re.escape(f"{path}{message}")):
         read_labels(path)
+
+
+def _gtea(folder: Path, text: str, name: str = "S1_Cheese_C1.txt") -> Path:
+    (folder / "ann").mkdir(exist_ok=True)
+    (folder / "v" / "S1_Cheese_C1.mp4").write_bytes(b"")
+    (folder / "ann" / name).write_text(text)
+    return folder / "ann"
+
+
+def test_gtea_annotations_become_segments_of_the_file_named_video(folder: Path) -> None:
+    annotations = _gtea(folder, "<take><bread> (403-449) [1]\n\n<stir><cup> (1-9) [2]\n"
+                                "<take> < bread > ( 500 - 510 )\n<pour><mustard,hotdog,bread> (12-20)\n")
+    segments = read_labels(annotations, folder / "v")
+    assert [(s.key, s.start, s.end) for s in segments] == [
+        (("S1", "take_bread", "1"), 402, 448),  # GTEA counts frames from 1, labels from 0
+        (("S1", "stir_spoon,cup", "1"), 0, 8),  # GTEA61's name for stir_cup
+        (("S1", "take_bread", "2"), 499, 509),
+        (("S1", "pour_mustard,hotdog,bread", "1"), 11, 19)]
+    assert {s.video for s in segments} == {folder / "v" / "S1_Cheese_C1.mp4"}
+    assert segments[0].source == "S1_Cheese_C1"
+    assert resolve_inputs(folder / "v", annotations) == (annotations, folder / "v")
+    (folder / "v" / "S1_Cheese_C1.txt").write_text("<take><bread> (1-5)\n")  # beside the videos: found
+    assert resolve_inputs(folder / "v") == (folder / "v", folder / "v")
+    assert [s.key for s in read_labels(folder / "v", folder / "v")] == [("S1", "take_bread", "1")]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<take><bread> (1-5) [1]\ntake bread 6-9\n", ":2: expected '<verb><object> (start-end)'"),
+    ("<take><bread> (0-5)\n", ":1: GTEA frame numbers count from 1"),
+    ("<take><bread> (9-5)\n", ":1: end 5 is before start 9"),
+    ("<take><bread> (1-5)\n<put><bread> (1-x)\n", ":2: expected"),
+])
+def test_bad_gtea_lines_name_the_file_and_line(folder: Path, text: str, message: str) -> None:
+    annotations = _gtea(folder, text)
+    with pytest.raises(DataError, match=re.escape(f"{annotations / 'S1_Cheese_C1.txt'}{message}")):
+        read_labels(annotations, folder / "v")
+
+
+def test_gtea_annotations_of_an_unknown_video_name_the_file(folder: Path) -> None:
+    annotations = _gtea(folder, "<take><bread> (1-5)\n", name="S2_Tea_C1.txt")
+    with pytest.raises(DataError, match=re.escape(f"{annotations / 'S2_Tea_C1.txt'}:1: video 'S2_Tea_C1' not found")):
+        read_labels(annotations, folder / "v")

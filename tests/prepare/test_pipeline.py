@@ -97,11 +97,30 @@ def test_bad_videos_are_reported_and_skipped_and_the_exit_code_says_so(raw: Path
     assert result.exit_code == 1, result.output
     manifest = read_manifest(root)
     assert [manifest["S1", "x", i]["status"] for i in "123"] == ["failed"] * 3
-    assert "cannot decode" in manifest["S1", "x", "1"]["error"]
+    assert "empty file (0 bytes)" in manifest["S1", "x", "1"]["error"]
     assert "cannot decode" in manifest["S1", "x", "2"]["error"]
     assert "too short" in manifest["S1", "x", "3"]["error"]
     assert "segment ends at frame 40 but the video has 6 frames" in manifest["S1", "y", "2"]["error"]
     assert manifest["S1", "y", "1"]["status"] == "ok"
-    for name in ("empty.mp4", "corrupt.mp4", "one.mp4"):
-        assert name in result.output
+    for name in ("empty.mp4", "corrupt.mp4", "one.mp4"):  # one summary line per failure, naming the file
+        assert len([line for line in result.output.splitlines() if f"({tmp_path / name})" in line]) == 1
     assert [s.id for s in discover(root).samples] == ["S1/y/1"]
+
+
+def test_gtea_annotations_and_videos_prepare_into_a_root_that_passes_the_strict_check(
+        raw: Path, tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "labels").mkdir()
+    shutil.copy(raw / "videos" / "long.mp4", tmp_path / "videos" / "S1_Tea_C1.mp4")  # 14 frames
+    (tmp_path / "labels" / "S1_Tea_C1.txt").write_text("<take><cup> (1-6) [1]\n<stir><cup> (8-14) [2]\n")
+    root = tmp_path / "root"
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", "--videos", str(tmp_path / "videos"), "--labels",
+                                 str(tmp_path / "labels"), "--out", str(root), "--size", "64x48", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(root)
+    assert {k: (r["frames"], r["video"], r["start"], r["end"]) for k, r in manifest.items()} == {
+        ("S1", "take_cup", "1"): ("6", "S1_Tea_C1", "0", "5"),
+        ("S1", "stir_spoon,cup", "1"): ("7", "S1_Tea_C1", "7", "13")}
+    check = runner.invoke(app, ["data", "check", str(root), "--strict", "--frames", "5"])
+    assert check.exit_code == 0, check.output

@@ -22,7 +22,7 @@ from rich.progress import track
 from rich.table import Table
 
 from fpar.data.datasets import read_image
-from fpar.data.layout import Discovery, Problem, Sample, class_names, discover
+from fpar.data.layout import Discovery, Problem, Sample, class_names, discover, split_by_user
 from fpar.errors import DataError
 
 
@@ -41,8 +41,13 @@ class CheckReport:
         return not self.problems
 
 
+_FILES = {"rgb": "frames", "flow_x": "flow_x", "flow_y": "flow_y", "mmaps": "mmaps"}  # modality -> Sample field
+
+
 def _count_problems(found: Discovery, sample: Sample, frames: int, flow_stack: int) -> list[Problem]:
-    """Too few frames, flows or maps for what training reads (empty modalities `discover` reports)."""
+    """Too few frames, flows or maps for what training reads, counts that break the position
+    alignment (flows != frames - 1, maps not n or n - 1) and gaps in file numbers (empty
+    modalities `discover` reports)."""
     def folder(modality: str) -> Path:
         return found.layout.instance_dir(found.root, modality, sample.user, sample.label, sample.instance)
 
@@ -58,6 +63,18 @@ def _count_problems(found: Discovery, sample: Sample, frames: int, flow_stack: i
     if "mmaps" in modalities and n_maps and n and n_maps not in (n - 1, n):
         problems.append(Problem(folder("mmaps"), f"{n_maps} motion maps for {n} frames (expected {n - 1} "
                                                  f"or {n}: map k belongs to frame k)"))
+    x_y_agree = len(sample.flow_x) == len(sample.flow_y)  # else `discover` reported the mismatch
+    if "flow_x" in modalities and x_y_agree and sample.n_flows and n and sample.n_flows != n - 1:
+        problems.append(Problem(folder("flow_x"), f"{sample.n_flows} flows for {n} frames (expected {n - 1}: "
+                                                  f"flow k goes from frame k to frame k+1)"))
+    for modality in modalities:
+        spec = found.layout.specs[modality]
+        numbers = [spec.number_of(path.name) for path in getattr(sample, _FILES[modality])]
+        if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+            what = f"{spec.name(missing[0] - spec.first)} is missing" if missing else "a number is repeated"
+            problems.append(Problem(folder(modality), f"{modality} files are not numbered consecutively ({what}): "
+                                                      f"positions after the gap would misalign"))
     return problems
 
 
@@ -105,7 +122,7 @@ def _spread(values: list[int]) -> str:
 
 def _missing(samples: list[Sample], modalities: tuple[str, ...]) -> str:
     """Per modality, how many samples have no file of it."""
-    counts = {m: sum(not getattr(s, "frames" if m == "rgb" else m) for s in samples) for m in modalities}
+    counts = {m: sum(not getattr(s, _FILES[m]) for s in samples) for m in modalities}
     return ", ".join(f"{m} {n}" for m, n in counts.items() if n) or "-"
 
 
@@ -134,11 +151,40 @@ def summary_table(report: CheckReport) -> Table:
     return table
 
 
-def print_report(report: CheckReport, console: Console) -> None:
-    """The summary table, the class list, then every problem as a warning line."""
+def split_table(samples: list[Sample], classes: list[str], test_users: list[str] | None = None,
+                val_fraction: float = 0.2, seed: int = 0) -> Table:
+    """Instances in train / val / test when each of `test_users` (default: every user) is held out.
+
+    Only instances of `classes` count (excluded classes never reach a dataset); the split is
+    `layout.split_by_user`'s, so these are the numbers a training run with the same settings uses
+    before it drops short instances.
+    """
+    listed = [s for s in samples if s.label in set(classes)]
+    users = sorted({s.user for s in listed})
+    table = Table(title=f"leave-one-user-out splits (validation: {val_fraction:g} of the training users' "
+                        f"instances, stratified by class)")
+    for name in ("test user", "train", "val", "test", "classes not in train"):
+        table.add_column(name, justify="right" if name in ("train", "val", "test") else "left")
+    for user in test_users or users:
+        split = split_by_user(listed, user, val_fraction=val_fraction, seed=seed)
+        unseen = sorted({s.label for s in split.test} - {s.label for s in split.train})
+        table.add_row(user, str(len(split.train)), str(len(split.val)), str(len(split.test)),
+                      ", ".join(unseen) or "-")
+    return table
+
+
+def print_report(report: CheckReport, console: Console, exclude: list[str] | tuple[str, ...] = (),
+                 test_users: list[str] | None = None, val_fraction: float = 0.2) -> None:
+    """The summary table, the class list (without `exclude`), the splits, then every problem."""
     console.print(summary_table(report))
-    classes = class_names(report.discovery.samples)
+    samples = report.discovery.samples
+    classes = class_names(samples, exclude)
+    excluded = sorted({s.label for s in samples} - set(classes))
     console.print(f"classes ({len(classes)}): {', '.join(classes) or '-'}", highlight=False)
+    if excluded:
+        console.print(f"excluded: {', '.join(excluded)}", highlight=False)
+    if classes:
+        console.print(split_table(samples, classes, test_users, val_fraction))
     if not report.images_read:
         console.print("images not decoded (--quick)")
     if report.clean:

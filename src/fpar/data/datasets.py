@@ -47,13 +47,14 @@ def read_image(path: Path, gray: bool = False) -> torch.Tensor:
     """Decode an image file to a uint8 (C, H, W) tensor (C = 1 if `gray`, else 3).
 
     Images are untrusted input: any failure (missing, empty, truncated, not an image, a
-    decompression bomb) becomes a DataError naming the file. PIL's gray conversion is the one
+    decompression bomb, or whatever else a decoder plugin raises on crafted bytes: EOFError,
+    struct.error, ...) becomes a DataError naming the file. PIL's gray conversion is the one
     the reference uses for flow images.
     """
     try:
         with Image.open(path) as image:
             array = np.array(image.convert("L" if gray else "RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - decoders of untrusted bytes fail in open-ended ways
         raise DataError(f"{path}: unreadable image ({exc})") from exc
     tensor = torch.from_numpy(array)
     return tensor[None] if gray else tensor.permute(2, 0, 1)

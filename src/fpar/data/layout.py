@@ -128,7 +128,9 @@ def detect_layout(root: str | Path, name: str = "auto") -> Layout:
         if (root / layout.specs["rgb"].top).is_dir():
             return layout
     wanted = " or ".join(f"'{layout.specs['rgb'].top}/'" for layout in LAYOUTS.values())
-    raise DataError(f"{root}: not a GTEA61 processed root: it has no {wanted} folder")
+    raw = (root / LABELS_NAME).is_file()
+    hint = f" (it has {LABELS_NAME}: a raw set? run `fpar prepare` on it first)" if raw else ""
+    raise DataError(f"{root}: not a GTEA61 processed root: it has no {wanted} folder{hint}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class Sample:
 
     def flow(self, axis: str, position: int) -> Path:
         """Flow `position` (from frame `position` to `position + 1`) along axis "x" or "y"."""
+        if axis not in ("x", "y"):
+            raise ValueError(f"flow axis must be 'x' or 'y', got {axis!r}")
         return (self.flow_x if axis == "x" else self.flow_y)[position]
 
     def mmap(self, position: int) -> Path:

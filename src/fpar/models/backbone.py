@@ -21,7 +21,7 @@ from torchvision.models import ResNet, ResNet34_Weights, resnet34
 from torchvision.models.resnet import BasicBlock
 
 from fpar.errors import CheckpointError
-from fpar.models.safe_load import load_weights_only
+from fpar.models.safe_load import load_weights_only, one_line
 
 FEATURE_CHANNELS = 512  # layer4 of ResNet-34
 
@@ -99,16 +99,20 @@ def cross_modality_conv1(conv1: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 def _imagenet_state_dict() -> dict[str, Tensor]:
-    """torchvision's IMAGENET1K_V1 weights from the torch hub cache, downloading when missing."""
+    """torchvision's IMAGENET1K_V1 weights from the torch hub cache, downloading when missing.
+
+    Read weights-only like every other torch file fpar reads (torch's `load_state_dict_from_url`
+    would otherwise unpickle with `weights_only=False`).
+    """
     weights = ResNet34_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     had_file = cached.is_file()
     try:
-        return weights.get_state_dict(progress=False)
+        return weights.get_state_dict(progress=False, weights_only=True)
     except Exception as exc:  # urllib, OS and hash errors all mean the same thing to the user
         problem = "cannot be read" if had_file else "is missing and could not be downloaded"
         raise CheckpointError(
-            f"ImageNet weights {cached.name}: {cached} {problem} ({exc}). On a machine with "
+            f"ImageNet weights {cached.name}: {cached} {problem} ({one_line(exc)}). On a machine with "
             f"internet fetch {weights.url} and copy it to {cached.parent}/ (set TORCH_HOME to move "
             "that folder), or give a local ResNet-34 state dict as the weights path."
         ) from exc
@@ -131,7 +135,7 @@ def load_resnet34(weights: str = "none") -> ResNet:
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:  # torch lists the missing, unexpected and mis-shaped keys
-        raise CheckpointError(f"{weights}: not a ResNet-34 state dict: {exc}") from exc
+        raise CheckpointError(f"{weights}: not a ResNet-34 state dict: {one_line(exc)}") from exc
     return net
 
 

@@ -25,7 +25,7 @@ from fpar import __version__
 from fpar.config import ModelConfig, from_dict, to_dict
 from fpar.errors import CheckpointError, FparError
 from fpar.models.registry import build_model
-from fpar.models.safe_load import load_weights_only
+from fpar.models.safe_load import load_weights_only, one_line
 
 FORMAT = "fpar-checkpoint"
 FORMAT_VERSION = 1
@@ -118,7 +118,7 @@ def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:
             fpar_version=str(payload["fpar_version"]),
         )
     except (KeyError, TypeError, FparError) as exc:
-        raise CheckpointError(f"{path}: fpar checkpoint with a broken header ({exc})") from exc
+        raise CheckpointError(f"{path}: fpar checkpoint with a broken header ({one_line(exc)})") from exc
     if payload["model_name"] != meta.model_name or len(meta.class_names) != config.num_classes:
         raise CheckpointError(f"{path}: fpar checkpoint whose model name or class names disagree with its config")
     return meta
@@ -151,7 +151,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
     try:
         model.load_state_dict(checkpoint.state_dict)
     except RuntimeError as exc:  # torch's message lists missing, unexpected and mis-shaped keys
-        raise CheckpointError(f"{path}: weights do not fit model {checkpoint.meta.model_name!r}: {exc}") from exc
+        raise CheckpointError(f"{path}: weights do not fit model {checkpoint.meta.model_name!r}: {one_line(exc)}") from exc
     return model.to(map_location).eval(), checkpoint.meta
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from fpar.config import ModelConfig
-from fpar.errors import CheckpointError
+from fpar.errors import CheckpointError, ConfigError
 from fpar.models.checkpoints import CheckpointMeta, save_checkpoint
 from fpar.models.registry import build_model
 from fpar.models.safe_load import load_weights_only
@@ -74,7 +74,7 @@ RULES: dict[str, list[Rule]] = {
 
 def _rules(model_name: str) -> list[Rule]:
     if model_name not in RULES:
-        raise CheckpointError(f"Ego-RNN import: model {model_name!r}; expected one of {', '.join(RULES)}")
+        raise ConfigError(f"Ego-RNN import: model {model_name!r}; expected one of {', '.join(RULES)}")
     return RULES[model_name]
 
 

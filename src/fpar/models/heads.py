@@ -73,6 +73,8 @@ class FeedbackBranch(nn.Module):
     """The report's feedback: F' = (1 + delta_beta) * F + gamma on the stem's output F.
 
     delta_beta and gamma come from the MS head's Conv100 output, upsampled bilinearly to F's size.
+    That output is taken as the head's fc reads it: Conv100 applied to ReLU(layer4), with no
+    further ReLU (the head's one ReLU precedes Conv100), so the branch sees signed values.
     The last convs start at zero, so at initialisation F' = F and the model equals `rgb_ms`.
     """
 

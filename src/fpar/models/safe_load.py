@@ -18,6 +18,11 @@ import torch
 from fpar.errors import CheckpointError
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (torch's state-dict errors span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def load_weights_only(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
     """The object stored in `path` (a `what`, for messages), or a CheckpointError saying why not."""
     path = Path(path)
@@ -33,5 +38,5 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
     except Exception as exc:  # truncated zip, foreign format, empty file: all "unreadable" to a user
         raise CheckpointError(
             f"{path}: cannot read {what}; the file is truncated or not a torch file "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+            f"({type(exc).__name__}: {one_line(exc)})"
         ) from exc

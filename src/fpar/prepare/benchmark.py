@@ -74,6 +74,8 @@ def _camera_step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def benchmark(size: Size = (320, 240), pairs: int = 10, methods: tuple[str, ...] = FLOW_METHODS,
               video: Path | None = None, threads: int = 1) -> BenchResult:
     """Time homography estimation and each method's dense flow on `pairs` frame pairs."""
+    if pairs < 1 or threads < 1:
+        raise DataError(f"the benchmark needs --pairs >= 1 and --threads >= 1, got {pairs} and {threads}")
     frames = bench_frames(size, pairs + 1, video)
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(threads)

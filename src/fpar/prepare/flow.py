@@ -13,7 +13,6 @@ Flow images are quantised as denseflow does: clip to [-bound, bound], map linear
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -93,30 +92,19 @@ def warp_back(prev_gray: np.ndarray, next_gray: np.ndarray, homography: np.ndarr
     return np.where(inside == 255, warped, prev_gray)
 
 
-@dataclass
-class FlowStats:
-    """How often the camera model was found (a low share means warp flow fell back to plain)."""
-
-    pairs: int = 0
-    homographies: int = 0
-
-
 class FlowComputer:
     """Flow between consecutive frames: warp flow (camera removed) or plain flow."""
 
     def __init__(self, method: str = "dis", warp: bool = True) -> None:
         self.flow = dense_flow(method)
         self.warp = warp
-        self.stats = FlowStats()
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray,
                  exclude: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 2) float32 flow from `prev_gray` to `next_gray`, pixels/frame."""
-        self.stats.pairs += 1
         if self.warp:
             homography = estimate_homography(prev_gray, next_gray, exclude)
             if homography is not None:
-                self.stats.homographies += 1
                 next_gray = warp_back(prev_gray, next_gray, homography)
         return self.flow(prev_gray, next_gray)
 

@@ -12,14 +12,19 @@ A labels file is CSV with a header row and the columns ``video,user,label`` and 
   decoding order. One video may hold many labelled segments, which is how raw GTEA is annotated.
   Left empty (or the columns absent) the segment is the whole video.
 
-Instances are numbered per (user, label) 1, 2, ... in the file's row order, so the numbering does
-not depend on sharding or on the order jobs finish in.
+Raw GTEA's own annotations are read too (`read_gtea_annotations`): one text file per video, named
+after it (``S1_Cheese_C1.txt`` for ``S1_Cheese_C1.mp4``; the user is the name's first two
+characters), one segment a line: ``<verb><object> (start-end) [...]``, frames numbered from 1.
+
+Instances are numbered per (user, label) 1, 2, ... in the file's row order (annotation files in
+name order), so the numbering does not depend on sharding or on the order jobs finish in.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,11 @@ from fpar.errors import DataError
 
 REQUIRED_COLUMNS = ("video", "user", "label")
 SEGMENT_COLUMNS = ("start", "end")
+
+# `<verb><object[,object...]> (start-end)`, then anything (GTEA ends its lines with `[n]`)
+GTEA_LINE = re.compile(r"<(?P<verb>[^<>]+)>\s*<(?P<objects>[^<>]+)>\s*\(\s*(?P<start>\d+)\s*-\s*(?P<end>\d+)\s*\)")
+NOT_VIDEOS = (".txt", ".csv")  # annotations may lie beside their videos, under the same stem
+GTEA_RENAMES = {"stir_cup": "stir_spoon,cup"}  # GTEA61's name for the class (as the reference builds it)
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,6 @@ class Segment:
     instance: str
     start: int  # first frame, from 0
     end: int | None  # last frame, included; None: to the end of the video
-    line: int  # line of the labels file, for messages
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -50,8 +59,15 @@ class Segment:
 
 
 def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
-    """Parse and check a labels file; every problem is a DataError naming the file and line."""
+    """Parse and check a labels file; every problem is a DataError naming the file and line.
+
+    `labels` may also be GTEA annotations (a folder of ``.txt`` files, or one): see
+    `read_gtea_annotations`.
+    """
     labels = Path(labels)
+    if labels.is_dir() or labels.suffix.lower() == ".txt":
+        default = labels if labels.is_dir() else labels.parent  # videos beside the annotations
+        return read_gtea_annotations(labels, Path(videos) if videos is not None else default)
     if not labels.is_file():
         raise DataError(f"{labels}: labels file not found")
     base = Path(videos) if videos is not None else labels.parent
@@ -64,20 +80,63 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
                             f"[,start,end]; missing {', '.join(missing)} (header: {','.join(header)})")
         counts: Counter[tuple[str, str]] = Counter()
         segments = []
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
                 raise DataError(f"{labels}:{line}: expected {len(header)} fields "
                                 f"({','.join(header)}), found {len(row)}")
             fields = {name: cell.strip() for name, cell in zip(header, row)}
-            segments.append(_segment(fields, base, counts, f"{labels}:{line}", line))
+            segments.append(_segment(fields, base, counts, f"{labels}:{line}"))
     if not segments:
         raise DataError(f"{labels}: no samples listed")
     return segments
 
 
-def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str, line: int) -> Segment:
+def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
+    """Segments from GTEA's annotation files: a folder of them (every ``*.txt``, in name order) or one.
+
+    Each file names its video (same stem, any suffix, in `videos`) and user (the stem's first two
+    characters, e.g. S1). Each non-blank line is ``<verb><object> (start-end)``, optionally followed
+    by anything (GTEA's ``[n]``); the class is ``verb_object`` (``stir_cup`` becomes GTEA61's
+    ``stir_spoon,cup``); start and end are frame numbers counted from 1, both included.
+    Any other line is a DataError naming the file and line.
+    """
+    annotations = Path(annotations)
+    if annotations.is_dir():
+        files = sorted(p for p in annotations.glob("*.txt") if p.is_file())
+        if not files:
+            raise DataError(f"{annotations}: no GTEA annotation files (*.txt) in this folder")
+    elif annotations.is_file():
+        files = [annotations]
+    else:
+        raise DataError(f"{annotations}: annotation file or folder not found")
+    counts: Counter[tuple[str, str]] = Counter()
+    segments = []
+    for path in files:
+        for line, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if not text.strip():
+                continue
+            where = f"{path}:{line}"
+            match = GTEA_LINE.match(text.strip())
+            if match is None:
+                raise DataError(f"{where}: expected '<verb><object> (start-end)', got {text.strip()!r}")
+            start, end = int(match["start"]), int(match["end"])
+            if start < 1:
+                raise DataError(f"{where}: GTEA frame numbers count from 1, got start {start}")
+            if end < start:
+                raise DataError(f"{where}: end {end} is before start {start}")
+            label = f"{match['verb'].strip()}_{match['objects'].strip()}"
+            fields = {"video": path.stem, "user": path.stem[:2], "label": GTEA_RENAMES.get(label, label),
+                      "start": str(start - 1), "end": str(end - 1)}
+            segments.append(_segment(fields, videos, counts, where))
+    if not segments:
+        raise DataError(f"{annotations}: no annotated segments")
+    return segments
+
+
+def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str) -> Segment:
     for column in ("user", "label"):
         value = fields[column]
         if not value or "/" in value or "\\" in value or value.startswith("."):
@@ -88,8 +147,7 @@ def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str, li
     video = _find_video(base, fields["video"], where)
     counts[fields["user"], fields["label"]] += 1
     return Segment(video=video, source=fields["video"], user=fields["user"], label=fields["label"],
-                   instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end,
-                   line=line)
+                   instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end)
 
 
 def _frame_number(text: str, column: str, where: str) -> int | None:
@@ -106,8 +164,8 @@ def _find_video(base: Path, name: str, where: str) -> Path:
     path = base / name
     if path.is_file():
         return path
-    candidates = sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*") if p.is_file()) \
-        if path.parent.is_dir() else []
+    candidates = sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*")
+                        if p.is_file() and p.suffix.lower() not in NOT_VIDEOS) if path.parent.is_dir() else []
     if len(candidates) == 1:
         return candidates[0]
     found = f" (several files match: {', '.join(p.name for p in candidates)})" if candidates else ""
@@ -115,17 +173,22 @@ def _find_video(base: Path, name: str, where: str) -> Path:
 
 
 def resolve_inputs(videos: Path, labels: Path | None = None) -> tuple[Path, Path | None]:
-    """(labels file, videos folder or None) from the CLI's inputs.
+    """(labels, videos folder or None) from the CLI's inputs.
 
-    `videos` is either a labels file (video paths relative to it) or a folder of videos, whose
-    labels file is `labels` or, by default, the folder's own labels.csv.
+    `videos` is either a labels file (video paths relative to it) or a folder of videos. A folder's
+    labels are `labels` (a labels.csv, or GTEA annotations: a folder of ``.txt`` files or one) or,
+    by default, the folder's own labels.csv, else the GTEA annotation files lying in it.
     """
     videos = Path(videos)
     if videos.is_dir():
-        labels = Path(labels) if labels is not None else videos / LABELS_NAME
-        if not labels.is_file():
-            raise DataError(f"{labels}: labels file not found (a videos folder needs --labels FILE)")
-        return labels, videos
+        if labels is None:
+            labels = videos / LABELS_NAME
+            if not labels.is_file() and any(videos.glob("*.txt")):
+                labels = videos
+        if not Path(labels).exists():
+            raise DataError(f"{labels}: labels not found (a videos folder needs --labels FILE, or GTEA "
+                            f"annotations: --labels FOLDER of .txt files)")
+        return Path(labels), videos
     if labels is not None:
         raise DataError(f"{videos}: --labels goes with a folder of videos, not with a labels file")
     if not videos.is_file():

@@ -37,8 +37,10 @@ def decode(path: Path, size: Size | None, first: int = 0,
     """Yield (frame index from 0, RGB uint8 frame resized to `size`) for frames first..last.
 
     Frames before `first` are decoded but not converted, and decoding stops after `last`.
-    A file PyAV cannot open or decode raises DataError with FFmpeg's reason.
+    An empty file, or one PyAV cannot open or decode, raises DataError with the reason.
     """
+    if Path(path).stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -51,7 +53,7 @@ def decode(path: Path, size: Size | None, first: int = 0,
                 if last is not None and index >= last:
                     return
     except av.FFmpegError as exc:
-        raise DataError(f"{path}: cannot decode video: {exc}") from exc
+        raise DataError(f"{path}: cannot decode video: {exc.strerror or exc}") from exc
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

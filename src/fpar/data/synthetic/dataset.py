@@ -24,11 +24,12 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from fpar.data.layout import LABELS_NAME
 from fpar.data.synthetic.motion import split_class
 from fpar.data.synthetic.render import render_clip
 from fpar.errors import DataError, FparError
 
-LABELS_FILE = "labels.csv"
+LABELS_FILE = LABELS_NAME  # the one name `fpar prepare` reads
 VIDEOS_DIR = "videos"
 GT_DIR = "gt"
 # Two take/put pairs (order-only), three same-verb pairs (object-only), stir and pour for variety.
