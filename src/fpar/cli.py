@@ -24,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Inspect and validate dataset roots.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 
 _state = {"debug": False}
 
@@ -43,99 +42,26 @@ def _root(
 # ---- verbs -------------------------------------------------------------------------------------
 # Each verb parses options, calls one library function, and prints a short result.
 
-
-@data_app.command("check")
-def data_check(
-    root: Annotated[Path, typer.Argument(help="Dataset root: the folder holding processed_frames2/ (course "
-                                              "layout) or frames/ (Ego-RNN layout).")],
-    layout: Annotated[str, typer.Option(help="Layout of ROOT: auto, course or egornn.")] = "auto",
-    frames: Annotated[int, typer.Option("--frames", help="N, RGB frames per clip: instances with fewer "
-                                                         "are reported.")] = 7,
-    flow_stack: Annotated[int, typer.Option("--flow-stack", help="L, flows per stack: instances with fewer "
-                                                                 "are reported.")] = 5,
-    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
-                                                        "real data; unreadable files go unnoticed).")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if there is any problem.")] = False,
-    test_user: Annotated[Optional[str], typer.Option(
-        "--test-user", help="Show the train/val/test split with this user held out.",
-        show_default="every user, one row each")] = None,
-    exclude: Annotated[str, typer.Option(
-        help="Comma-separated classes left out of the class list and the splits ('' for none).")] = "put_tea",
+@app.command("demo", rich_help_panel="Start here")
+def demo_verb(
+    out: Annotated[Path, typer.Option(help="Folder the demo writes into.")] = Path("runs/demo"),
+    tiny: Annotated[bool, typer.Option("--tiny", help="Smallest sizes (seconds; what the tests run).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
 ) -> None:
-    """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance),
-    and list the leave-one-user-out splits (instances in train / val / test per held-out user).
+    """Run the main job on built-in synthetic data: synth -> prepare -> data check -> models.
 
-    Problems, each printed as a warning with its path:
-    missing folder, empty instance, fewer frames than N or flows than L,
-    unreadable image, flow x/y count mismatch, flows or maps not matching the frames,
-    gaps in file numbers.
-    The exit code is 0 unless --strict; --quick skips decoding the images.
+    Writes synthetic videos with ground truth, a contact sheet PNG, the prepared GTEA61-layout root
+    and its quality against the ground truth, validates the root, then runs each (untrained) model
+    on a batch of it to show the shapes. Re-running resumes.
 
-    Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
+    Example: fpar demo --out runs/demo --tiny
     """
-    from fpar.config import DataConfig
-    from fpar.data.check import check_root, print_report
+    from fpar.demo import run_demo
 
-    report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
-                        progress=True)
-    excluded = [name.strip() for name in exclude.split(",") if name.strip()]
-    print_report(report, console, exclude=excluded, test_users=[test_user] if test_user else None,
-                 val_fraction=DataConfig().val_fraction)
-    if strict and not report.clean:
-        raise typer.Exit(1)
+    run_demo(out, tiny=tiny, seed=seed, console=console)
 
 
-@app.command("models")
-def models_verb(
-    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the classifier.")] = 61,
-    image_size: Annotated[int, typer.Option("--image-size", help="Input side (sizes the MS head).")] = 224,
-) -> None:
-    """List the registered models with their parameter counts and the batch keys they read.
-
-    Example: fpar models --image-size 112
-    """
-    from rich.table import Table
-
-    from fpar.config import ModelConfig
-    from fpar.models.registry import build_model, list_models, model_description
-
-    table = Table("model", "parameters", "inputs", "what")
-    for name in list_models():
-        model = build_model(ModelConfig(name=name, num_classes=num_classes, image_size=image_size))
-        count = sum(p.numel() for p in model.parameters())
-        table.add_row(name, f"{count:,}", ", ".join(model.input_keys), model_description(name))
-    console.print(table)
-
-
-@app.command("import-egornn")
-def import_egornn_verb(
-    checkpoint: Annotated[Path, typer.Argument(help="State dict file published with Ego-RNN.")],
-    model: Annotated[str, typer.Option("--model", help="Which Ego-RNN model it is: rgb, flow or two_stream.")],
-    out: Annotated[Path, typer.Option("--out", help="fpar checkpoint to write.")],
-    frames: Annotated[int, typer.Option("--frames", help="N frames per clip to store (Ego-RNN used 25).")] = 25,
-    classes: Annotated[
-        Optional[Path], typer.Option("--classes", help="Text file with one class name a line, in class-id order.")
-    ] = None,
-) -> None:
-    """Convert an Ego-RNN state dict (rgb, flow, two-stream) into an fpar checkpoint.
-
-    Example: fpar import-egornn model_rgb_state_dict.pth --model rgb --out egornn_rgb.pt --classes classes.txt
-    """
-    from fpar.models.egornn_import import import_egornn
-
-    names = None
-    if classes is not None:
-        if not classes.is_file():
-            raise FparError(f"{classes}: class-name file not found")
-        names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
-    meta = import_egornn(checkpoint, model, out, frames=frames, class_names=names)
-    console.print(
-        f"wrote {out}: {meta.model_name}, {meta.config.num_classes} classes, N={meta.frames}, "
-        f"L={meta.flow_stack}, input {meta.image_size}x{meta.image_size}"
-    )
-
-
-@app.command("synth")
+@app.command("synth", rich_help_panel="Data")
 def synth_verb(
     out: Annotated[Path, typer.Option("--out", help="Folder to write videos/, gt/ and labels.csv into.")],
     users: Annotated[Optional[str], typer.Option(help="Comma-separated user names.",
@@ -177,7 +103,8 @@ def synth_verb(
                   f"{summary.width}x{summary.height}", f"{summary.seconds:.1f}")
     console.print(table)
 
-@app.command("prepare")
+
+@app.command("prepare", rich_help_panel="Data")
 def prepare_verb(
     videos: Annotated[Path, typer.Option("--videos", help="labels.csv (video,user,label[,start,end]; video paths "
                                                           "relative to it), or a folder of videos (see --labels).")],
@@ -236,7 +163,7 @@ def prepare_verb(
         raise SystemExit(1)
 
 
-@app.command("prepare-bench")
+@app.command("prepare-bench", rich_help_panel="Data")
 def prepare_bench_verb(
     size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = "320x240",
     pairs: Annotated[int, typer.Option(help="Frame pairs timed per method.")] = 10,
@@ -266,22 +193,98 @@ def prepare_bench_verb(
     console.print(table)
 
 
-@app.command("demo")
-def demo_verb(
-    out: Annotated[Path, typer.Option(help="Folder the demo writes into.")] = Path("runs/demo"),
-    tiny: Annotated[bool, typer.Option("--tiny", help="Smallest sizes (seconds; what the tests run).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset root: the folder holding processed_frames2/ (course "
+                                              "layout) or frames/ (Ego-RNN layout).")],
+    layout: Annotated[str, typer.Option(help="Layout of ROOT: auto, course or egornn.")] = "auto",
+    frames: Annotated[int, typer.Option("--frames", help="N, RGB frames per clip: instances with fewer "
+                                                         "are reported.")] = 7,
+    flow_stack: Annotated[int, typer.Option("--flow-stack", help="L, flows per stack: instances with fewer "
+                                                                 "are reported.")] = 5,
+    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
+                                                        "real data; unreadable files go unnoticed).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if there is any problem.")] = False,
+    test_user: Annotated[Optional[str], typer.Option(
+        "--test-user", help="Show the train/val/test split with this user held out.",
+        show_default="every user, one row each")] = None,
+    exclude: Annotated[str, typer.Option(
+        help="Comma-separated classes left out of the class list and the splits ('' for none).")] = "put_tea",
 ) -> None:
-    """Run the main job on built-in synthetic data: synth -> prepare -> data check.
+    """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance),
+    and list the leave-one-user-out splits (instances in train / val / test per held-out user).
 
-    Writes synthetic videos with ground truth, a contact sheet PNG, the prepared GTEA61-layout root
-    and its quality against the ground truth, then validates the root. Re-running resumes.
+    Problems, each printed as a warning with its path:
+    missing folder, empty instance, fewer frames than N or flows than L,
+    unreadable image, flow x/y count mismatch, flows or maps not matching the frames,
+    gaps in file numbers.
+    The exit code is 0 unless --strict; --quick skips decoding the images.
 
-    Example: fpar demo --out runs/demo --tiny
+    Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
     """
-    from fpar.demo import run_demo
+    from fpar.config import DataConfig
+    from fpar.data.check import check_root, print_report
 
-    run_demo(out, tiny=tiny, seed=seed, console=console)
+    report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
+                        progress=True)
+    excluded = [name.strip() for name in exclude.split(",") if name.strip()]
+    print_report(report, console, exclude=excluded, test_users=[test_user] if test_user else None,
+                 val_fraction=DataConfig().val_fraction)
+    if strict and not report.clean:
+        raise typer.Exit(1)
+
+
+@app.command("models", rich_help_panel="Models")
+def models_verb(
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the classifier.")] = 61,
+    image_size: Annotated[int, typer.Option("--image-size", help="Input side (sizes the MS head).")] = 224,
+) -> None:
+    """List the registered models with their parameter counts and the batch keys they read.
+
+    Example: fpar models --image-size 112
+    """
+    from rich.table import Table
+
+    from fpar.config import ModelConfig
+    from fpar.models.registry import build_model, list_models, model_description
+
+    table = Table("model", "parameters", "inputs", "what")
+    for name in list_models():
+        model = build_model(ModelConfig(name=name, num_classes=num_classes, image_size=image_size))
+        count = sum(p.numel() for p in model.parameters())
+        table.add_row(name, f"{count:,}", ", ".join(model.input_keys), model_description(name))
+    console.print(table)
+
+
+@app.command("import-egornn", rich_help_panel="Models")
+def import_egornn_verb(
+    checkpoint: Annotated[Path, typer.Argument(help="State dict file published with Ego-RNN.")],
+    model: Annotated[str, typer.Option("--model", help="Which Ego-RNN model it is: rgb, flow or two_stream.")],
+    out: Annotated[Path, typer.Option("--out", help="fpar checkpoint to write.")],
+    frames: Annotated[int, typer.Option("--frames", help="N frames per clip to store (Ego-RNN used 25).")] = 25,
+    classes: Annotated[
+        Optional[Path], typer.Option("--classes", help="Text file with one class name a line, in class-id order.")
+    ] = None,
+) -> None:
+    """Convert an Ego-RNN state dict (rgb, flow, two-stream) into an fpar checkpoint.
+
+    Example: fpar import-egornn model_rgb_state_dict.pth --model rgb --out egornn_rgb.pt --classes classes.txt
+    """
+    from fpar.models.egornn_import import import_egornn
+
+    names = None
+    if classes is not None:
+        if not classes.is_file():
+            raise FparError(f"{classes}: class-name file not found")
+        names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
+    meta = import_egornn(checkpoint, model, out, frames=frames, class_names=names)
+    console.print(
+        f"wrote {out}: {meta.model_name}, {meta.config.num_classes} classes, N={meta.frames}, "
+        f"L={meta.flow_stack}, input {meta.image_size}x{meta.image_size}"
+    )
 
 
 # ---- end of verbs ------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from torchvision.models import ResNet34_Weights, resnet34
 
 from fpar.errors import CheckpointError
 from fpar.models.backbone import build_backbone, layer4_side
-from fpar.models.flow import hflip_flow_stack
 
 IMAGENET_FILE = Path(ResNet34_Weights.IMAGENET1K_V1.url).name
 
@@ -97,6 +96,14 @@ def test_local_weight_file(tmp_path: Path) -> None:
     assert "\n" not in str(error.value) and "layer4.2.conv2.weight" in str(error.value)  # one line, keys listed
     with pytest.raises(CheckpointError, match="not found"):
         build_backbone(str(tmp_path / "missing.pth"))
+
+
+def hflip_flow_stack(stack: torch.Tensor, max_value: float = 255.0) -> torch.Tensor:
+    """The flip convention the flow stream expects, written out independently of the data layer:
+    mirror every image of an un-normalised (2L, H, W) stack and invert its x images."""
+    flipped = stack.flip(-1)
+    flipped[..., 0::2, :, :] = max_value - flipped[..., 0::2, :, :]
+    return flipped
 
 
 def test_flow_flip_mirrors_and_inverts_x_only() -> None:

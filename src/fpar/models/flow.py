@@ -3,7 +3,7 @@
 Input: `batch["flow"]` (B, 2L, H, W), the x and y flow images interleaved x1, y1, x2, y2, ...,
 each an 8-bit flow image normalised with mean 0.449 and std 0.226 (ImageNet's means averaged).
 
-Horizontal flip convention (the data layer applies it; `hflip_flow_stack` states it): mirroring a
+Horizontal flip convention (`fpar.data.transforms.ClipTransform.flow` applies it): mirroring a
 flow stack reverses horizontal motion, so every x image is also inverted (v -> 255 - v on the
 8-bit image, i.e. x flow negated around the quantisation centre 128); y images are only mirrored.
 """
@@ -19,16 +19,6 @@ from fpar.models.model import ActionModel, StreamOutput
 from fpar.models.registry import register_model
 
 FLOW_DROPOUT = 0.5
-
-
-def hflip_flow_stack(stack: Tensor, max_value: float = 255.0) -> Tensor:
-    """Mirror an un-normalised flow stack (..., 2L, H, W) and invert its x images.
-
-    `max_value` is the image's full scale: 255 for uint8 images, 1.0 for images in [0, 1].
-    """
-    flipped = stack.flip(-1)
-    flipped[..., 0::2, :, :] = max_value - flipped[..., 0::2, :, :]
-    return flipped
 
 
 class FlowStream(nn.Module):
