@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast app bench lint
+.PHONY: setup demo test test-fast lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,12 +21,6 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
-
-app: $(STAMP)
-	$(BIN)/streamlit run src/fpar/app/streamlit_app.py
-
-bench: $(STAMP)
-	$(BIN)/fpar bench
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q src tests

@@ -70,3 +70,31 @@ def test_dict_round_trip_keeps_values() -> None:
     assert from_dict(ModelConfig, to_dict(cfg)) == cfg
     with pytest.raises(ConfigError):
         from_dict(DataConfig, {"frames": "many"})
+
+
+def test_model_takes_n_l_and_image_size_from_data(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  frames: 25\n  flow_stack: 3\n  image_size: 112\nmodel:\n  name: two_stream\n")
+    recipe = load_recipe(path)
+    assert (recipe.model.frames, recipe.model.flow_stack, recipe.model.image_size) == (25, 3, 112)
+    recipe = load_recipe(path, ["data.frames=9", "model.frames=9"])  # the same value twice is allowed
+    assert recipe.model.frames == 9
+
+
+@pytest.mark.parametrize("key", ["frames", "flow_stack", "image_size"])
+def test_model_value_that_disagrees_with_data_names_both_keys(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"data:\n  {key}: 112\nmodel:\n  {key}: 224\n")
+    with pytest.raises(ConfigError, match=f"model.{key} .*data.{key}") as info:
+        load_recipe(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ConfigError, match=f"model.{key} .*data.{key}"):
+        load_recipe(overrides=[f"model.{key}=3"])
+
+
+def test_resize_defaults_to_eight_sevenths_of_the_image_size() -> None:
+    assert DataConfig().resize is None
+    assert DataConfig().resize_side() == 256
+    assert DataConfig(image_size=112).resize_side() == 128
+    assert DataConfig(image_size=112, resize=160).resize_side() == 160
+    assert load_recipe(overrides=["data.image_size=112"]).data.resize_side() == 128

@@ -13,7 +13,18 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from fpar.errors import FparError
+from fpar.config import DataConfig
+from fpar.data.synthetic.presets import DEFAULT_CLASSES, OBJECTS, TINY_CLASSES, VERBS, SynthConfig
+from fpar.errors import FparError, one_line
+from fpar.options import (
+    DEFAULT_BOUND,
+    DEFAULT_FLOW,
+    DEFAULT_FRAME_SIZE,
+    FLOW_METHODS,
+    format_size,
+    parse_list,
+    parse_size,
+)
 
 console = Console()
 app = typer.Typer(
@@ -26,6 +37,14 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and validate dataset roots.", no_args_is_help=True)
 
 _state = {"debug": False}
+
+# Help texts show the library's defaults, read from the presets (light modules: no torch, av or cv2).
+_SYNTH, _TINY = SynthConfig(), SynthConfig.tiny()
+_DATA = DataConfig()
+
+
+def _preset(default: object, tiny: object) -> str:
+    return f"{default}; --tiny: {tiny}"
 
 
 @app.callback()
@@ -65,16 +84,18 @@ def demo_verb(
 def synth_verb(
     out: Annotated[Path, typer.Option("--out", help="Folder to write videos/, gt/ and labels.csv into.")],
     users: Annotated[Optional[str], typer.Option(help="Comma-separated user names.",
-                                                 show_default="S1,S2,S3,S4")] = None,
+                                                 show_default=",".join(_SYNTH.users))] = None,
     classes: Annotated[Optional[str], typer.Option(
-        help="Comma-separated verb_object classes; verbs take, put, shake, stir, pour; objects cup, box, bottle.",
-        show_default="take_cup,put_cup,take_box,put_box,shake_box,shake_bottle,pour_bottle,stir_cup; "
-                     "--tiny: take_cup,put_cup,take_box,shake_box")] = None,
+        help=f"Comma-separated verb_object classes; verbs {', '.join(VERBS)}; objects {', '.join(OBJECTS)}.",
+        show_default=_preset(",".join(DEFAULT_CLASSES), ",".join(TINY_CLASSES)))] = None,
     clips_per_class: Annotated[Optional[int], typer.Option("--clips-per-class", help="Clips of each class per user.",
-                                                           show_default="5; --tiny: 2")] = None,
+                                                           show_default=_preset(_SYNTH.clips_per_class,
+                                                                                _TINY.clips_per_class))] = None,
     size: Annotated[Optional[str], typer.Option(help="Frame size WIDTHxHEIGHT (even sides).",
-                                                show_default="320x240; --tiny: 128x96")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="Frames per video.", show_default="24; --tiny: 16")] = None,
+                                                show_default=_preset(f"{_SYNTH.width}x{_SYNTH.height}",
+                                                                     f"{_TINY.width}x{_TINY.height}"))] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames per video.",
+                                                  show_default=_preset(_SYNTH.frames, _TINY.frames))] = None,
     seed: Annotated[int, typer.Option(help="Everything is a function of the seed.")] = 0,
     tiny: Annotated[bool, typer.Option("--tiny", help="The smallest useful set (tests, demo); options given "
                                                       "explicitly still apply.")] = False,
@@ -114,11 +135,11 @@ def prepare_verb(
                          "<video stem>.txt files with lines '<verb><object> (start-end)', or one such file).",
         show_default="FOLDER/labels.csv, else FOLDER's *.txt")] = None,
     size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT (frames are stretched to it), or native.")]
-    = "320x240",
+    = format_size(DEFAULT_FRAME_SIZE),
     flow: Annotated[str, typer.Option(help="Dense flow: dis (fast), tvl1 (what denseflow computes), farneback.")]
-    = "dis",
+    = DEFAULT_FLOW,
     bound: Annotated[float, typer.Option(help="Flow images clip to [-bound, bound] px/frame, mapped to 0..255.")]
-    = 20.0,
+    = DEFAULT_BOUND,
     warp: Annotated[bool, typer.Option("--warp/--plain", help="Remove the camera's motion (homography) "
                                                               "before dense flow, or not.")] = True,
     hand_masks: Annotated[Optional[Path], typer.Option(
@@ -147,10 +168,9 @@ def prepare_verb(
     """
     from fpar.prepare.labels import resolve_inputs
     from fpar.prepare.pipeline import PrepareSettings, parse_shard, prepare
-    from fpar.prepare.video import parse_size
 
     labels_file, videos_dir = resolve_inputs(videos, labels)
-    settings = PrepareSettings(size=parse_size(size), flow=flow, bound=bound, warp=warp, hand_masks=hand_masks)
+    settings = PrepareSettings(size=parse_size(size, allow_native=True), flow=flow, bound=bound, warp=warp, hand_masks=hand_masks)
     report = prepare(labels_file, out, settings, videos=videos_dir, workers=workers, shard=parse_shard(shard))
     for line in report.summary():
         console.print(line, highlight=False, soft_wrap=True)  # one line per failure, however long
@@ -165,9 +185,9 @@ def prepare_verb(
 
 @app.command("prepare-bench", rich_help_panel="Data")
 def prepare_bench_verb(
-    size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = "320x240",
+    size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = format_size(DEFAULT_FRAME_SIZE),
     pairs: Annotated[int, typer.Option(help="Frame pairs timed per method.")] = 10,
-    flow: Annotated[str, typer.Option(help="Comma-separated methods.")] = "dis,tvl1,farneback",
+    flow: Annotated[str, typer.Option(help="Comma-separated methods.")] = ",".join(FLOW_METHODS),
     video: Annotated[Optional[Path], typer.Option(help="Time on this video's first frames instead of a "
                                                        "synthetic clip.")] = None,
     threads: Annotated[int, typer.Option(help="OpenCV threads (prepare's workers use 1 each).")] = 1,
@@ -179,12 +199,8 @@ def prepare_bench_verb(
     from rich.table import Table
 
     from fpar.prepare.benchmark import benchmark
-    from fpar.prepare.video import parse_size
 
-    frame_size = parse_size(size)
-    if frame_size is None:
-        raise FparError("prepare-bench needs an explicit --size WIDTHxHEIGHT")
-    result = benchmark(frame_size, pairs, tuple(m.strip() for m in flow.split(",") if m.strip()), video, threads)
+    result = benchmark(parse_size(size), pairs, tuple(parse_list(flow)), video, threads)
     table = Table("method", "dense flow fps", "warp flow fps (with homography)",
                   title=f"{size}, {pairs} pairs, {threads} OpenCV thread(s); "
                         f"homography + warp alone {result.homography_fps:.1f} fps")
@@ -202,9 +218,9 @@ def data_check(
                                               "layout) or frames/ (Ego-RNN layout).")],
     layout: Annotated[str, typer.Option(help="Layout of ROOT: auto, course or egornn.")] = "auto",
     frames: Annotated[int, typer.Option("--frames", help="N, RGB frames per clip: instances with fewer "
-                                                         "are reported.")] = 7,
+                                                         "are reported.")] = _DATA.frames,
     flow_stack: Annotated[int, typer.Option("--flow-stack", help="L, flows per stack: instances with fewer "
-                                                                 "are reported.")] = 5,
+                                                                 "are reported.")] = _DATA.flow_stack,
     quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
                                                         "real data; unreadable files go unnoticed).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if there is any problem.")] = False,
@@ -212,7 +228,8 @@ def data_check(
         "--test-user", help="Show the train/val/test split with this user held out.",
         show_default="every user, one row each")] = None,
     exclude: Annotated[str, typer.Option(
-        help="Comma-separated classes left out of the class list and the splits ('' for none).")] = "put_tea",
+        help="Comma-separated classes left out of the class list and the splits ('' for none).")]
+    = ",".join(_DATA.exclude_classes),
 ) -> None:
     """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance),
     and list the leave-one-user-out splits (instances in train / val / test per held-out user).
@@ -225,14 +242,12 @@ def data_check(
 
     Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
     """
-    from fpar.config import DataConfig
     from fpar.data.check import check_root, print_report
 
     report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
                         progress=True)
-    excluded = [name.strip() for name in exclude.split(",") if name.strip()]
-    print_report(report, console, exclude=excluded, test_users=[test_user] if test_user else None,
-                 val_fraction=DataConfig().val_fraction)
+    print_report(report, console, exclude=parse_list(exclude), test_users=[test_user] if test_user else None,
+                 val_fraction=_DATA.val_fraction)
     if strict and not report.clean:
         raise typer.Exit(1)
 
@@ -297,7 +312,7 @@ def main() -> None:
     except FparError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {one_line(exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fpar.errors import ConfigError
+from fpar.errors import ConfigError, one_line
 
 
 @dataclass
@@ -29,10 +29,17 @@ class DataConfig:
     frames: int = 7  # N, RGB frames per clip (Ego-RNN uses 25, the seed 7)
     flow_stack: int = 5  # L, consecutive flow frames per stack
     image_size: int = 224  # side of the square crop fed to the network
-    resize: int = 256  # short side before cropping (Ego-RNN: 256 for a 224 crop)
+    resize: int | None = None  # short side before cropping; None: `resize_side()`'s image_size * 8/7
     exclude_classes: list[str] = field(default_factory=lambda: ["put_tea"])
     batch_size: int = 32
     workers: int = 2
+
+    def resize_side(self) -> int:
+        """The short side before cropping: `resize`, or round(image_size * 8 / 7) when None.
+
+        8/7 is Ego-RNN's 256 for a 224 crop, and gives 128 for the demo's 112.
+        """
+        return self.resize if self.resize is not None else round(self.image_size * 8 / 7)
 
 
 @dataclass
@@ -41,6 +48,8 @@ class ModelConfig:
 
     name: str = "rgb"  # flow | rgb | two_stream | rgb_ms | rgb_ms_feedback
     num_classes: int = 61
+    # N, L and the image size: in a recipe `load_recipe` copies them from `data` (write them there);
+    # they stay here because a checkpoint stores only the ModelConfig and rebuilds its model from it.
     frames: int = 7  # N
     flow_stack: int = 5  # L: the flow stream's conv1 takes 2L channels
     image_size: int = 224
@@ -89,26 +98,48 @@ class Recipe:
     stages: list[StageConfig] = field(default_factory=list)
 
 
+# Set once, in `data`: the model's copies are filled from there (see `load_recipe`).
+SHARED_KEYS = ("frames", "flow_stack", "image_size")
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe from YAML (or start from defaults) and apply `section.key=value` overrides.
+
+    N, L and the image size are written once, as `data.frames`, `data.flow_stack` and
+    `data.image_size`; `model.frames`/`model.flow_stack`/`model.image_size` are copied from them.
+    A recipe (file or override) that sets one in `model` to a different value than `data`'s is a
+    ConfigError naming both keys; setting it to the same value is allowed but redundant.
 
     Raises ConfigError naming the file or the override when a key is unknown or a type is wrong.
     """
     schema = OmegaConf.structured(Recipe)
+    given: list[Any] = []  # what the user wrote, to tell a model key set from a default
     try:
         merged = schema
         if path is not None:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"{path}: recipe file not found")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            given.append(OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, given[-1])
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            given.append(OmegaConf.from_dotlist(list(overrides)))
+            merged = OmegaConf.merge(merged, given[-1])
     except OmegaConfBaseException as exc:
         where = f"{path}" if path is not None else "overrides"
         raise ConfigError(f"{where}: {_one_line(exc)}") from exc
     recipe = OmegaConf.to_object(merged)
     assert isinstance(recipe, Recipe)
+    for key in SHARED_KEYS:
+        model_value, data_value = getattr(recipe.model, key), getattr(recipe.data, key)
+        set_in_model = any(OmegaConf.select(part, f"model.{key}", default=None) is not None for part in given)
+        if set_in_model and model_value != data_value:
+            where = f"{path}" if path is not None else "overrides"
+            raise ConfigError(
+                f"{where}: model.{key} ({model_value}) differs from data.{key} ({data_value}); "
+                f"set it once, as data.{key}"
+            )
+        setattr(recipe.model, key, data_value)
     return recipe
 
 
@@ -127,6 +158,6 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
 
 def _one_line(exc: OmegaConfBaseException) -> str:
     """OmegaConf's message without its multi-line type dump, prefixed by the offending key."""
-    message = str(getattr(exc, "msg", exc)).splitlines()[0]
+    message = one_line(str(getattr(exc, "msg", exc)).splitlines()[0])  # first line: the dump follows
     key = getattr(exc, "full_key", None)
     return f"{key}: {message}" if key else message

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -31,20 +30,9 @@ from fpar.models import build_model, list_models
 from fpar.prepare.quality import evaluate
 
 
-@dataclass
-class DemoResult:
-    """Where the demo wrote what, for the final table and the tests."""
-
-    out: Path
-    raw: Path
-    prepared: Path
-    contact_sheet: Path
-    quality: Path
-    artefacts: dict[str, Path] = field(default_factory=dict)
-
-
-def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | None = None) -> DemoResult:
-    """Run every step of the demo into `out` (default sizes, or the smallest with `tiny`)."""
+def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | None = None) -> dict[str, Path]:
+    """Run every step of the demo into `out` (default sizes, or the smallest with `tiny`); return
+    what it wrote where (the final table)."""
     console = console or Console()
     out = Path(out)
     raw, prepared = out / "synth", out / "prepared"
@@ -58,33 +46,31 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | No
     console.print(f"contact sheet of frames and their true moving masks: {sheet}")
 
     console.rule("2. frames, warp flow and motion maps (fpar prepare)")
-    report = prepare(raw / "labels.csv", prepared, PrepareSettings(size=(summary.width, summary.height)))
+    report = prepare(summary.labels, prepared, PrepareSettings(size=(summary.width, summary.height)))
     for line in report.summary():
         console.print(line, highlight=False)
     if report.failed:
         raise FparError(f"{prepared}: {len(report.failed)} synthetic videos failed to prepare (see above)")
-    quality = evaluate(raw / "labels.csv", prepared)
+    quality = evaluate(summary.labels, prepared)
     for line in quality.lines():
         console.print(line, highlight=False)
     quality_path = out / "prepare_quality.json"
     quality_path.write_text(json.dumps(quality.to_dict(), indent=2))
 
     console.rule("3. the prepared root (fpar data check)")
-    check = check_root(prepared, frames=7, flow_stack=5)
+    check = check_root(prepared, frames=DataConfig.frames, flow_stack=DataConfig.flow_stack)
     print_report(check, console)
     if not check.clean:
         raise FparError(f"{prepared}: the prepared root has problems (listed above)")
 
     console.rule("4. the five models on one batch of the prepared data (untrained: shapes only)")
     image_size = 112 if tiny else 224
-    _models_on_one_batch(check.discovery, DataConfig(root=str(prepared), image_size=image_size,
-                                                     resize=image_size * 8 // 7), console)
+    _models_on_one_batch(check.discovery, DataConfig(root=str(prepared), image_size=image_size), console)
 
-    result = DemoResult(out=out, raw=raw, prepared=prepared, contact_sheet=sheet, quality=quality_path)
-    result.artefacts = {"synthetic videos": raw, "contact sheet": sheet, "prepared root": prepared,
-                        "prepare quality": quality_path}
-    _print_artefacts(result, console)
-    return result
+    artefacts = {"synthetic videos": raw, "contact sheet": sheet, "prepared root": prepared,
+                 "prepare quality": quality_path}
+    _print_artefacts(artefacts, console)
+    return artefacts
 
 
 def _models_on_one_batch(found: Discovery, data: DataConfig, console: Console) -> None:
@@ -115,10 +101,10 @@ def _shape(tensor: torch.Tensor | None) -> str:
     return "-" if tensor is None else "x".join(map(str, tensor.shape))
 
 
-def _print_artefacts(result: DemoResult, console: Console) -> None:
+def _print_artefacts(artefacts: dict[str, Path], console: Console) -> None:
     table = Table(title="fpar demo wrote")
     table.add_column("what")
     table.add_column("where")
-    for what, where in result.artefacts.items():
+    for what, where in artefacts.items():
         table.add_row(what, str(where))
     console.print(table)

@@ -22,3 +22,11 @@ class DataError(FparError):
 
 class CheckpointError(FparError):
     """A checkpoint or weight file cannot be read, or does not fit the model."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line: whitespace runs (newlines included) become one space.
+
+    Falls back to the exception's type name when the message is empty.
+    """
+    return " ".join(str(exc).split()) or type(exc).__name__

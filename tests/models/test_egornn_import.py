@@ -162,6 +162,9 @@ def test_imported_model_computes_what_the_reference_computes(name: str, tmp_path
     assert loaded_meta == meta and meta.config.num_classes == CLASSES and len(meta.class_names) == CLASSES
     if name != "rgb":
         assert meta.flow_stack == STACK
+    rgb = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the reference's transforms
+    expected_normalization = {"rgb": rgb, "flow": {"mean": [0.449], "std": [0.226]}}
+    assert meta.normalization == {key: expected_normalization[key] for key in model.input_keys}
     clip = torch.randn(2, 3, 3, SIZE, SIZE)
     flow = torch.randn(2, 2 * STACK, SIZE, SIZE)
     with torch.no_grad():

@@ -70,3 +70,22 @@ def test_motion_map_is_binary_and_drops_small_blobs() -> None:
     image = motion_map(flow, MotionRule(min_area=0.01))
     assert set(np.unique(image).tolist()) == {0, MOVING}
     assert is_moving(image)[20, 20] and not is_moving(image)[41, 51]
+
+
+def test_unknown_flow_method_is_one_config_error() -> None:
+    from fpar.errors import ConfigError
+    from fpar.prepare.flow import dense_flow
+    from fpar.prepare.pipeline import PrepareSettings
+
+    for make in (lambda: dense_flow("lucas"), lambda: PrepareSettings(flow="lucas")):
+        with pytest.raises(ConfigError, match="unknown flow method 'lucas'; choose one of dis, tvl1, farneback"):
+            make()
+
+
+def test_compensate_removes_a_pure_camera_motion() -> None:
+    frames, _ = render(2, blob=False)
+    prev, nxt = to_gray(frames[0]), to_gray(frames[1])
+    compensated = FlowComputer.compensate(prev, nxt)
+    core = (slice(10, -10), slice(10, -10))
+    residual = np.abs(compensated[core].astype(int) - prev[core]).mean()
+    assert residual < 0.5 * np.abs(nxt[core].astype(int) - prev[core]).mean()

@@ -15,7 +15,7 @@ from fpar.cli import app
 from fpar.data.layout import COURSE, PREPARE_TEMP_NAME, discover
 from fpar.errors import DataError
 from fpar.prepare.pipeline import PrepareSettings, prepare, read_manifest
-from fpar.prepare.video import read_image
+from fpar.data.images import read_image
 
 SETTINGS = PrepareSettings(size=(64, 48))
 EXPECTED = {("S1", "take_cup", "1"): 6, ("S1", "take_cup", "2"): 5, ("S2", "put_cup", "1"): 5,

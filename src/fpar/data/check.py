@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from fpar.data.datasets import read_image
-from fpar.data.layout import Discovery, Problem, Sample, class_names, discover, split_by_user
-from fpar.errors import DataError
+from fpar.data.images import read_image
+from fpar.data.layout import Discovery, Problem, Sample, class_names, discover, split_by_user, unusable_reason
+from fpar.errors import DataError, one_line
 
 
 @dataclass
@@ -53,10 +53,11 @@ def _count_problems(found: Discovery, sample: Sample, frames: int, flow_stack: i
 
     problems = []
     modalities = found.layout.modalities
-    if 0 < sample.n_frames < max(frames, 2):
+    # empty modalities are `discover`'s problems; these are the datasets' own "too short" rule
+    if sample.n_frames and unusable_reason(sample, {"rgb"}, frames, flow_stack):
         problems.append(Problem(folder("rgb"), f"only {sample.n_frames} frames, fewer than N={frames} "
                                                f"(training drops this instance)"))
-    if "flow_x" in modalities and 0 < sample.n_flows < flow_stack:
+    if "flow_x" in modalities and sample.n_flows and unusable_reason(sample, {"flow"}, frames, flow_stack):
         problems.append(Problem(folder("flow_x"), f"only {sample.n_flows} flows, fewer than L={flow_stack} "
                                                   f"(training drops this instance)"))
     n_maps, n = len(sample.mmaps), sample.n_frames
@@ -84,7 +85,7 @@ def _unreadable(paths: list[Path], progress: bool) -> list[Problem]:
         try:
             read_image(path)
         except DataError as exc:
-            return Problem(path, str(exc).removeprefix(f"{path}: "))
+            return Problem(path, one_line(exc).removeprefix(f"{path}: "))
         return None
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

@@ -31,13 +31,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from fpar.config import DataConfig
-from fpar.data.layout import Sample
+from fpar.data.images import read_image as read_array
+from fpar.data.layout import Sample, unusable_reason
 from fpar.data.sampling import eval_flow_start, flow_window, frame_positions, segment_flow_starts, train_flow_start
 from fpar.data.transforms import ClipParams, ClipTransform
 from fpar.errors import DataError
@@ -46,17 +45,9 @@ from fpar.errors import DataError
 def read_image(path: Path, gray: bool = False) -> torch.Tensor:
     """Decode an image file to a uint8 (C, H, W) tensor (C = 1 if `gray`, else 3).
 
-    Images are untrusted input: any failure (missing, empty, truncated, not an image, a
-    decompression bomb, or whatever else a decoder plugin raises on crafted bytes: EOFError,
-    struct.error, ...) becomes a DataError naming the file. PIL's gray conversion is the one
-    the reference uses for flow images.
+    `images.read_image` decodes (a DataError naming the file for anything unreadable).
     """
-    try:
-        with Image.open(path) as image:
-            array = np.array(image.convert("L" if gray else "RGB"))
-    except Exception as exc:  # noqa: BLE001 - decoders of untrusted bytes fail in open-ended ways
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
-    tensor = torch.from_numpy(array)
+    tensor = torch.from_numpy(read_array(path, gray))
     return tensor[None] if gray else tensor.permute(2, 0, 1)
 
 
@@ -79,7 +70,7 @@ class ClipDataset(Dataset):
         self.segments = segments
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         usable = [s for s in samples if s.label in self._class_index]
-        reasons = {s.id: self._unusable(s) for s in usable}
+        reasons = {s.id: unusable_reason(s, self.keys, frames, flow_stack) for s in usable}
         self.samples = [s for s in usable if reasons[s.id] is None]
         self.dropped = [(s, reasons[s.id]) for s in usable if reasons[s.id] is not None]
         if self.dropped:
@@ -89,16 +80,6 @@ class ClipDataset(Dataset):
             first = f", e.g. {self.dropped[0][0].id}: {self.dropped[0][1]}" if self.dropped else ""
             raise DataError(f"{type(self).__name__}: no usable samples among {len(samples)} "
                             f"({len(self.dropped)} too short or incomplete{first})")
-
-    def _unusable(self, sample: Sample) -> str | None:
-        """Why `sample` cannot give an item (None if it can)."""
-        if "rgb" in self.keys and sample.n_frames < max(self.frames, 2):
-            return f"{sample.n_frames} frames, needs {max(self.frames, 2)}"
-        if "mmaps" in self.keys and not sample.mmaps:
-            return "no motion maps"
-        if "flow" in self.keys and sample.n_flows < self.flow_stack:
-            return f"{sample.n_flows} flows, needs {self.flow_stack}"
-        return None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -173,6 +154,6 @@ def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Itera
     if wanted not in DATASETS:
         known = ", ".join(sorted("{" + ", ".join(sorted(k)) + "}" for k in DATASETS))
         raise DataError(f"no dataset gives inputs {sorted(wanted)}; known input sets: {known}")
-    transform = ClipTransform(image_size=cfg.image_size, resize=cfg.resize, train=train)
+    transform = ClipTransform(image_size=cfg.image_size, resize=cfg.resize_side(), train=train)
     return DATASETS[wanted](samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack,
                             segments=segments)

@@ -34,11 +34,15 @@ from fpar.errors import DataError
 
 MODALITIES = ("rgb", "flow_x", "flow_y", "mmaps")
 MANIFEST_NAME = "manifest.csv"
+MANIFEST_LOCK_NAME = f".{MANIFEST_NAME}.lock"  # `fpar prepare` workers take turns rewriting the manifest
 LABELS_NAME = "labels.csv"
 # manifest.csv, one row a sample: counts, status ("ok" / "failed") and the source it came from
 MANIFEST_COLUMNS = ("user", "class", "instance", "frames", "flows", "status", "error", "video", "start", "end")
 PREPARE_SETTINGS_NAME = "prepare.json"  # the options a root was prepared with (resume must match)
 PREPARE_TEMP_NAME = ".tmp"  # work folders of `fpar prepare`, renamed into place when complete
+# Motion maps (and hand masks) are 8-bit grayscale: 255 moving (or masked), 0 not; a pixel counts as
+# moving where its value is above this, which also survives a resize with interpolation.
+MAP_THRESHOLD = 127
 
 
 @dataclass(frozen=True)
@@ -198,10 +202,16 @@ class Discovery:
         return sorted({s.user for s in self.samples})
 
 
+def instance_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a folder (instance) name: numeric names first in numeric order (GTEA instances
+    are 1, 2, ... 10), then the others by name. Discovery and the prepare manifest both use it."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
 def _sorted_children(folder: Path) -> list[Path]:
-    """Visible sub-folders, numeric names in numeric order (GTEA instances are 1, 2, ... 10)."""
+    """Visible sub-folders in `instance_order`."""
     children = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(children, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+    return sorted(children, key=lambda p: instance_order(p.name))
 
 
 def _files_by_position(folder: Path, spec: FileSpec) -> tuple[Path, ...]:
@@ -255,7 +265,23 @@ def discover(root: str | Path, layout: str = "auto") -> Discovery:
 
 def _key_order(key: tuple[str, str, str]) -> tuple:
     user, label, instance = key
-    return (user, label, (0, int(instance), "") if instance.isdigit() else (1, 0, instance))
+    return user, label, instance_order(instance)
+
+
+def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], frames: int, flow_stack: int) -> str | None:
+    """Why a dataset reading `keys` ("rgb", "mmaps", "flow") with N=`frames` frames and L=`flow_stack`
+    flows cannot use `sample` (None if it can). Uniform frame sampling needs at least 2 frames.
+
+    The one "too short" rule: the datasets drop such samples, `fpar data check` reports them.
+    """
+    needed = max(frames, 2)
+    if "rgb" in keys and sample.n_frames < needed:
+        return f"{sample.n_frames} frames, needs {needed}"
+    if "mmaps" in keys and not sample.mmaps:
+        return "no motion maps"
+    if "flow" in keys and sample.n_flows < flow_stack:
+        return f"{sample.n_flows} flows, needs {flow_stack}"
+    return None
 
 
 def class_names(samples: list[Sample], exclude: list[str] | tuple[str, ...] = ()) -> list[str]:

@@ -7,7 +7,6 @@ moving pixels tinted red and outlined.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import cv2
@@ -15,7 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fpar.data.synthetic import LABELS_FILE, ground_truth_path, load_ground_truth, read_video
+from fpar.data.layout import LABELS_NAME
+from fpar.data.synthetic import ground_truth_path, load_ground_truth, read_video
 from fpar.errors import DataError
 
 MASK_COLOUR = np.array([255, 40, 40], dtype=np.float32)
@@ -24,12 +24,12 @@ MASK_COLOUR = np.array([255, 40, 40], dtype=np.float32)
 def contact_sheet(synth_dir: str | Path, png_path: str | Path, n_clips: int = 4, n_frames: int = 6) -> Path:
     """Write a PNG grid of `n_clips` clips x `n_frames` frames with their ground-truth masks."""
     synth_dir, png_path = Path(synth_dir), Path(png_path)
-    rows = _pick_clips(synth_dir / LABELS_FILE, n_clips)
+    rows = _pick_clips(synth_dir / LABELS_NAME, n_clips)
     figure = Figure(figsize=(1.9 * n_frames, 1.6 * len(rows) + 0.3), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(rows), n_frames, squeeze=False)
     for row_axes, (video, label) in zip(axes, rows):
-        frames = read_video(synth_dir / video)
+        frames = read_video(video)
         moving, _ = load_ground_truth(ground_truth_path(synth_dir, video))
         for ax, t in zip(row_axes, np.linspace(0, len(frames) - 1, n_frames).round().astype(int)):
             ax.imshow(overlay(frames[t], moving[t]))
@@ -54,17 +54,17 @@ def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.3) -> np.ndarr
     return image
 
 
-def _pick_clips(labels_csv: Path, n_clips: int) -> list[tuple[str, str]]:
-    """(video, label) of up to `n_clips` clips, cycling through classes and users to show both."""
+def _pick_clips(labels_csv: Path, n_clips: int) -> list[tuple[Path, str]]:
+    """(video path, label) of up to `n_clips` clips, cycling through classes and users to show both."""
+    # `prepare` builds on `data`: imported here so `data` never imports `prepare` at import time
+    from fpar.prepare.labels import read_labels
+
     if not labels_csv.is_file():
         raise DataError(f"{labels_csv}: not found (run `fpar synth` first)")
-    with labels_csv.open(newline="") as f:
-        rows = [(row["video"], row["user"], row["label"]) for row in csv.DictReader(f)]
-    if not rows:
-        raise DataError(f"{labels_csv}: no videos listed")
+    rows = [(segment.video, segment.user, segment.label) for segment in read_labels(labels_csv)]
     labels = list(dict.fromkeys(label for _, _, label in rows))
     users = list(dict.fromkeys(user for _, user, _ in rows))
-    picked: list[tuple[str, str]] = []
+    picked: list[tuple[Path, str]] = []
     for i in range(min(n_clips, len(rows))):
         wanted = (users[i % len(users)], labels[i % len(labels)])
         fallback = next((video, label) for video, _, label in rows if (video, label) not in picked)

@@ -29,15 +29,20 @@ import torch
 import torchvision.transforms.v2.functional as F
 from torchvision.transforms import InterpolationMode
 
+from fpar.data.layout import MAP_THRESHOLD
 from fpar.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FLOW_MEAN = 0.449  # mean of IMAGENET_MEAN, as the reference normalises 1-channel flow
 FLOW_STD = 0.226  # mean of IMAGENET_STD
+# The same constants per input key, as checkpoints store them ({key: {"mean": [...], "std": [...]}}).
+NORMALIZATION: dict[str, dict[str, list[float]]] = {
+    "rgb": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    "flow": {"mean": [FLOW_MEAN], "std": [FLOW_STD]},
+}
 SCALES = (1.0, 0.875, 0.75, 0.65625)
 CORNERS = ("c", "tl", "tr", "bl", "br")
-MAP_THRESHOLD = 127  # motion-map images are 8-bit: 0 still, 255 moving; above this counts as moving
 
 
 @dataclass(frozen=True)

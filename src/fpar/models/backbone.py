@@ -21,7 +21,7 @@ from torchvision.models import ResNet, ResNet34_Weights, resnet34
 from torchvision.models.resnet import BasicBlock
 
 from fpar.errors import CheckpointError
-from fpar.models.safe_load import load_weights_only, one_line
+from fpar.models.safe_load import load_state_dict, one_line
 
 FEATURE_CHANNELS = 512  # layer4 of ResNet-34
 
@@ -120,10 +120,7 @@ def _imagenet_state_dict() -> dict[str, Tensor]:
 
 def _file_state_dict(path: Path) -> dict[str, Tensor]:
     """A torchvision-style ResNet-34 state dict saved with torch.save (read weights-only)."""
-    state = load_weights_only(path, "backbone weight file")
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a ResNet-34 state dict (a mapping of names to tensors)")
-    return state
+    return load_state_dict(path, "ResNet-34 state dict")
 
 
 def load_resnet34(weights: str = "none") -> ResNet:

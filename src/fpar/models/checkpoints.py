@@ -14,6 +14,7 @@ The app and CAM call `load_model(path)` and need nothing else. The trainer's par
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,11 @@ class KeyReport:
     missing: list[str]
     unexpected: list[str]
     mismatched: list[str]
+    shapes: dict[str, str] = field(default_factory=dict)  # mismatched name: "(given) vs (model's)"
 
     def __str__(self) -> str:
-        groups = {"missing": self.missing, "unexpected": self.unexpected, "shape mismatch": self.mismatched}
+        mismatched = [f"{k} {self.shapes[k]}" if k in self.shapes else k for k in self.mismatched]
+        groups = {"missing": self.missing, "unexpected": self.unexpected, "shape mismatch": mismatched}
         parts = [f"{label}: {', '.join(keys)}" for label, keys in groups.items() if keys]
         return "; ".join(parts) or "all keys matched"
 
@@ -161,11 +164,19 @@ def load_partial_state(model: nn.Module, state: dict[str, Tensor]) -> KeyReport:
     For starting a model from another's weights (two_stream from rgb and flow runs, rgb_ms from
     rgb): a head of another size is reported as a shape mismatch instead of failing the load.
     """
+    report = key_report(model, state)
+    skipped = set(report.unexpected) | set(report.mismatched)
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    return report
+
+
+def key_report(model: nn.Module, state: Mapping[str, Tensor]) -> KeyReport:
+    """How `state` fits `model`, without loading anything: missing, unexpected, mis-shaped keys."""
     own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
+    mismatched = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
     return KeyReport(
         missing=sorted(k for k in own if k not in state),
         unexpected=sorted(k for k in state if k not in own),
-        mismatched=sorted(k for k in state if k in own and own[k].shape != state[k].shape),
+        mismatched=mismatched,
+        shapes={k: f"{tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched},
     )

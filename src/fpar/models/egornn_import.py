@@ -28,18 +28,14 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from fpar.config import ModelConfig
+from fpar.data.transforms import NORMALIZATION
 from fpar.errors import CheckpointError, ConfigError
-from fpar.models.checkpoints import CheckpointMeta, save_checkpoint
+from fpar.models.checkpoints import CheckpointMeta, key_report, save_checkpoint
 from fpar.models.registry import build_model
-from fpar.models.safe_load import load_weights_only
+from fpar.models.safe_load import load_state_dict
 
 # (pattern, replacement): a replacement of None drops the key on purpose.
 Rule = tuple[str, str | None]
-
-EGORNN_NORMALIZATION = {  # the reference's transforms: ImageNet's, and their channel mean for flow
-    "rgb": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "flow": {"mean": [0.449], "std": [0.226]},
-}
 
 
 def _rgb_rules(prefix: str, classifier: str | None) -> list[Rule]:
@@ -95,9 +91,9 @@ def rename_egornn_keys(state: Mapping[str, Tensor], model_name: str) -> tuple[di
     return renamed, unknown
 
 
-def egornn_config(state: Mapping[str, Tensor], model_name: str, frames: int) -> ModelConfig:
-    """The ModelConfig the weights imply: classes, memory size and L read from tensor shapes."""
-    renamed, _ = rename_egornn_keys(state, model_name)
+def egornn_config(renamed: Mapping[str, Tensor], model_name: str, frames: int) -> ModelConfig:
+    """The ModelConfig the weights imply: classes, memory size and L read from the shapes of the
+    state dict `renamed` by `rename_egornn_keys`."""
     needed = {"num_classes": ("classifier.fc.weight", 0, 1)}  # field: (key, dim, divisor)
     if model_name != "flow":
         needed["mem_size"] = ("streams.rgb.lstm.h_convs.i.weight", 0, 1)
@@ -111,20 +107,16 @@ def egornn_config(state: Mapping[str, Tensor], model_name: str, frames: int) -> 
     return ModelConfig(name=model_name, frames=frames, **values)
 
 
-def load_egornn_state(model: nn.Module, state: Mapping[str, Tensor], model_name: str) -> None:
-    """Load an Ego-RNN state dict into an fpar model, strictly up to `num_batches_tracked`."""
-    renamed, unexpected = rename_egornn_keys(state, model_name)
-    own = model.state_dict()
-    unexpected += [k for k in renamed if k not in own]
-    missing = [k for k in own if k not in renamed and not k.endswith("num_batches_tracked")]
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in renamed.items() if k in own and v.shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointError(
-            f"Ego-RNN {model_name} state dict does not fit fpar's model: "
-            f"missing {missing or 'none'}; unexpected {unexpected or 'none'}; shape mismatch {mismatched or 'none'}"
-        )
+def load_egornn_state(
+    model: nn.Module, renamed: Mapping[str, Tensor], unknown: list[str], model_name: str
+) -> None:
+    """Load `rename_egornn_keys`' output (renamed state, unknown Ego-RNN keys) into an fpar model,
+    strictly up to `num_batches_tracked`; nothing is loaded when anything does not fit."""
+    report = key_report(model, renamed)
+    report.unexpected = sorted(unknown) + report.unexpected
+    report.missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    if report.missing or report.unexpected or report.mismatched:
+        raise CheckpointError(f"Ego-RNN {model_name} state dict does not fit fpar's model: {report}")
     model.load_state_dict(renamed, strict=False)
 
 
@@ -142,19 +134,18 @@ def import_egornn(
     """
     _rules(model_name)  # an unknown model name fails before any file is read
     path = Path(checkpoint)
-    state = load_weights_only(path, "Ego-RNN state dict")
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    state = load_state_dict(path, "Ego-RNN state dict")
+    renamed, unknown = rename_egornn_keys(state, model_name)
     try:
-        cfg = egornn_config(state, model_name, frames)
+        cfg = egornn_config(renamed, model_name, frames)
         model = build_model(cfg)
-        load_egornn_state(model, state, model_name)
+        load_egornn_state(model, renamed, unknown, model_name)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     names = class_names or [f"class_{i:02d}" for i in range(cfg.num_classes)]
     if len(names) != cfg.num_classes:
         raise CheckpointError(f"{path}: {len(names)} class names given for {cfg.num_classes} classes")
-    normalization = {key: EGORNN_NORMALIZATION[key] for key in model.input_keys}
+    normalization = {key: NORMALIZATION[key] for key in model.input_keys}  # the reference's: ImageNet's
     meta = CheckpointMeta(config=cfg, class_names=names, normalization=normalization)
     save_checkpoint(out, model, meta)
     return meta

@@ -10,17 +10,14 @@ for forbidden objects); each becomes one CheckpointError naming the file.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from fpar.errors import CheckpointError
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (torch's state-dict errors span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+from fpar.errors import CheckpointError, one_line  # noqa: F401 (one_line: re-exported)
 
 
 def load_weights_only(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
@@ -40,3 +37,12 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
             f"{path}: cannot read {what}; the file is truncated or not a torch file "
             f"({type(exc).__name__}: {one_line(exc)})"
         ) from exc
+
+
+def load_state_dict(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """A state dict (a mapping of names to tensors) read weights-only from `path`, a `what`."""
+    path = Path(path)
+    state = load_weights_only(path, what, map_location=map_location)
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a {what} (a mapping of names to tensors)")
+    return state if isinstance(state, dict) else dict(state)  # a dict keeps torch's `_metadata`

@@ -7,24 +7,31 @@
 `pipeline` runs the jobs, `video` decodes, `flow` computes and quantises warp flow,
 `motion_maps` thresholds it, `quality` scores a root against ground truth, `benchmark` times the
 flow methods.
+
+The names below resolve on first use, so importing one submodule (e.g. `fpar.prepare.labels`)
+does not load OpenCV, PyAV or the synthetic renderer (`quality` needs it).
 """
 
-from fpar.prepare.flow import FLOW_METHODS, FlowComputer, dequantise, quantise
-from fpar.prepare.motion_maps import MotionRule, motion_map
-from fpar.prepare.pipeline import PrepareReport, PrepareSettings, parse_shard, prepare
-from fpar.prepare.quality import Quality, evaluate
+from __future__ import annotations
 
-__all__ = [
-    "FLOW_METHODS",
-    "FlowComputer",
-    "MotionRule",
-    "PrepareReport",
-    "PrepareSettings",
-    "Quality",
-    "dequantise",
-    "evaluate",
-    "motion_map",
-    "parse_shard",
-    "prepare",
-    "quantise",
-]
+from fpar.lazy import lazy_exports
+
+_SOURCES = {
+    "FLOW_METHODS": "flow",
+    "FlowComputer": "flow",
+    "dequantise": "flow",
+    "quantise": "flow",
+    "MotionRule": "motion_maps",
+    "motion_map": "motion_maps",
+    "PrepareReport": "pipeline",
+    "PrepareSettings": "pipeline",
+    "parse_shard": "pipeline",
+    "prepare": "pipeline",
+    "Quality": "quality",
+    "evaluate": "quality",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

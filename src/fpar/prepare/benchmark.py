@@ -17,7 +17,9 @@ import numpy as np
 
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import DataError
-from fpar.prepare.flow import FLOW_METHODS, dense_flow, estimate_homography, to_gray, warp_back
+from fpar.options import DEFAULT_FRAME_SIZE
+from fpar.prepare.flow import FLOW_METHODS, FlowComputer, dense_flow, to_gray
+from fpar.prepare.labels import read_labels
 from fpar.prepare.video import Size, decode
 
 
@@ -49,8 +51,8 @@ def bench_frames(size: Size, count: int, video: Path | None = None) -> list[np.n
     with tempfile.TemporaryDirectory() as folder:
         cfg = SynthConfig(users=["S1"], classes=["take_cup"], clips_per_class=1, width=size[0],
                           height=size[1], frames=max(count, 8))
-        synthesize(folder, cfg, progress=False)
-        return bench_frames(size, count, next(Path(folder).glob("videos/*.mp4")))
+        summary = synthesize(folder, cfg, progress=False)
+        return bench_frames(size, count, read_labels(summary.labels)[0].video)
 
 
 def _rate(pairs: int, seconds: float) -> float:
@@ -66,12 +68,7 @@ def _timed(function, frames: list[np.ndarray]) -> float:
     return _rate(len(frames) - 1, time.perf_counter() - start)
 
 
-def _camera_step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    homography = estimate_homography(a, b)
-    return b if homography is None else warp_back(a, b, homography)
-
-
-def benchmark(size: Size = (320, 240), pairs: int = 10, methods: tuple[str, ...] = FLOW_METHODS,
+def benchmark(size: Size = DEFAULT_FRAME_SIZE, pairs: int = 10, methods: tuple[str, ...] = FLOW_METHODS,
               video: Path | None = None, threads: int = 1) -> BenchResult:
     """Time homography estimation and each method's dense flow on `pairs` frame pairs."""
     if pairs < 1 or threads < 1:
@@ -80,7 +77,7 @@ def benchmark(size: Size = (320, 240), pairs: int = 10, methods: tuple[str, ...]
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
-        homography_fps = _timed(_camera_step, frames)
+        homography_fps = _timed(FlowComputer.compensate, frames)
         speeds = []
         for method in methods:
             flow = dense_flow(method)

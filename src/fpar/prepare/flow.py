@@ -18,10 +18,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from fpar.errors import FparError
-
-FLOW_METHODS = ("dis", "tvl1", "farneback")
-DEFAULT_BOUND = 20.0
+from fpar.options import DEFAULT_BOUND, DEFAULT_FLOW, FLOW_METHODS, check_flow_method  # noqa: F401 (re-exported)
 
 # Feature tracking for the homography. Corners + pyramidal Lucas-Kanade give sub-pixel matches
 # (ORB keypoints sit on a pixel grid per pyramid level, which costs accuracy); a forward-backward
@@ -42,16 +39,16 @@ def dense_flow(method: str) -> DenseFlow:
     DIS (preset medium) is the default because it is about 100x faster than TV-L1 on a CPU;
     TV-L1 at OpenCV's defaults is what denseflow computes; Farneback sits between them.
     The OpenCV object is built once and reused, which matters for DIS's speed.
+    An unknown `method` raises ConfigError.
     """
+    check_flow_method(method)
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return lambda a, b: dis.calc(a, b, None)
     if method == "tvl1":
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
         return lambda a, b: tvl1.calc(a, b, None)
-    if method == "farneback":
-        return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    raise FparError(f"unknown flow method {method!r}; choose one of {', '.join(FLOW_METHODS)}")
+    return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
 def estimate_homography(prev_gray: np.ndarray, next_gray: np.ndarray,
@@ -95,17 +92,23 @@ def warp_back(prev_gray: np.ndarray, next_gray: np.ndarray, homography: np.ndarr
 class FlowComputer:
     """Flow between consecutive frames: warp flow (camera removed) or plain flow."""
 
-    def __init__(self, method: str = "dis", warp: bool = True) -> None:
+    def __init__(self, method: str = DEFAULT_FLOW, warp: bool = True) -> None:
         self.flow = dense_flow(method)
         self.warp = warp
+
+    @staticmethod
+    def compensate(prev_gray: np.ndarray, next_gray: np.ndarray,
+                   exclude: np.ndarray | None = None) -> np.ndarray:
+        """`next_gray` with the camera's motion since `prev_gray` removed (warped back by the
+        estimated homography), or `next_gray` itself when no trustworthy homography is found."""
+        homography = estimate_homography(prev_gray, next_gray, exclude)
+        return next_gray if homography is None else warp_back(prev_gray, next_gray, homography)
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray,
                  exclude: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 2) float32 flow from `prev_gray` to `next_gray`, pixels/frame."""
         if self.warp:
-            homography = estimate_homography(prev_gray, next_gray, exclude)
-            if homography is not None:
-                next_gray = warp_back(prev_gray, next_gray, homography)
+            next_gray = self.compensate(prev_gray, next_gray, exclude)
         return self.flow(prev_gray, next_gray)
 
 

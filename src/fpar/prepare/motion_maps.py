@@ -13,7 +13,7 @@ Rule (one map per flow, so map k comes from flow k, frame k -> k+1):
    objects, and connected components smaller than `min_area` (share of the frame) are dropped.
 
 Files: 8-bit grayscale PNG at the frame's resolution, 255 = moving, 0 = not moving (visible in an
-image viewer, unlike 0/1). Readers binarise with ``> 127`` (`MOVING_THRESHOLD`), which also
+image viewer, unlike 0/1). Readers binarise with ``> layout.MAP_THRESHOLD`` (127), which also
 survives a resize with interpolation. A sample of n frames has n maps: map k belongs to frame k,
 and the last frame, which has no outgoing flow, repeats map n-2.
 """
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fpar.data.layout import MAP_THRESHOLD
+
 MOVING = 255
-MOVING_THRESHOLD = 127  # a map pixel is "moving" where its value is above this
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def motion_map(flow: np.ndarray, rule: MotionRule = MotionRule()) -> np.ndarray:
 
 def is_moving(image: np.ndarray) -> np.ndarray:
     """bool mask of a motion-map image as read from disk."""
-    return image > MOVING_THRESHOLD
+    return image > MAP_THRESHOLD
 
 
 def _threshold(magnitude: np.ndarray, min_flow: float) -> float:

@@ -36,12 +36,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fpar.data.layout import COURSE, MANIFEST_COLUMNS, MANIFEST_NAME, PREPARE_SETTINGS_NAME, PREPARE_TEMP_NAME
-from fpar.errors import DataError
-from fpar.prepare.flow import DEFAULT_BOUND, FLOW_METHODS, FlowComputer, quantise, to_gray
+from fpar.data.images import read_image
+from fpar.data.layout import (COURSE, MANIFEST_COLUMNS, MANIFEST_LOCK_NAME, MANIFEST_NAME, MAP_THRESHOLD,
+                              PREPARE_SETTINGS_NAME, PREPARE_TEMP_NAME, instance_order)
+from fpar.errors import DataError, one_line
+from fpar.options import DEFAULT_FRAME_SIZE, DEFAULT_FLOW, check_flow_method
+from fpar.prepare.flow import DEFAULT_BOUND, FlowComputer, quantise, to_gray
 from fpar.prepare.labels import Segment, read_labels
 from fpar.prepare.motion_maps import MotionRule, motion_map
-from fpar.prepare.video import Size, decode, read_image, write_image
+from fpar.prepare.video import Size, decode, write_image
 
 MIN_FRAMES = 2  # one flow needs two frames
 
@@ -54,16 +57,15 @@ class PrepareSettings:
     they mark the background too).
     """
 
-    size: Size | None = (320, 240)
-    flow: str = "dis"
+    size: Size | None = DEFAULT_FRAME_SIZE
+    flow: str = DEFAULT_FLOW
     bound: float = DEFAULT_BOUND
     warp: bool = True
     hand_masks: Path | None = None
     motion: MotionRule = field(default_factory=MotionRule)
 
     def __post_init__(self) -> None:
-        if self.flow not in FLOW_METHODS:
-            raise DataError(f"unknown flow method {self.flow!r}; choose one of {', '.join(FLOW_METHODS)}")
+        check_flow_method(self.flow)
         if self.bound <= 0:
             raise DataError(f"flow bound must be > 0, got {self.bound}")
         if self.hand_masks is not None and not Path(self.hand_masks).is_dir():
@@ -174,7 +176,7 @@ def read_manifest(root: Path) -> dict[tuple[str, str, str], dict[str, str]]:
 
 @contextmanager
 def _manifest_lock(root: Path) -> Iterator[None]:
-    with open(Path(root) / f".{MANIFEST_NAME}.lock", "w") as lock:
+    with open(Path(root) / MANIFEST_LOCK_NAME, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -206,7 +208,7 @@ def _source(segment: Segment) -> dict[str, str]:
 
 def _row_order(key: tuple[str, str, str]) -> tuple:
     user, label, instance = key
-    return user, label, int(instance) if instance.isdigit() else 0, instance
+    return user, label, instance_order(instance)
 
 
 def is_complete(root: Path, segment: Segment, manifest: dict) -> bool:
@@ -223,7 +225,8 @@ class HandMasks:
     """Optional per-frame masks of regions to keep out of the camera estimate (e.g. hands).
 
     Layout: ``<folder>/<video stem>/<anything><frame index>.png``, frame index counted from 0 like
-    `start`/`end` in the labels file; white (> 127) = exclude. Frames without a mask use all pixels.
+    `start`/`end` in the labels file; white (> `MAP_THRESHOLD`) = exclude. Frames without a mask use
+    all pixels.
     """
 
     def __init__(self, folder: Path | None, video: Path) -> None:
@@ -234,7 +237,7 @@ class HandMasks:
         if index not in self.files:
             return None
         mask = read_image(self.files[index], gray=True)
-        return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 127
+        return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > MAP_THRESHOLD
 
 
 class SampleWriter:
@@ -333,8 +336,9 @@ def run_video(root: Path, settings: PrepareSettings, job: VideoJob) -> list[Samp
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, DataError) else f"{type(exc).__name__}: {text}"
+    """A failure's one-line reason; exceptions other than DataError (bugs) also name their type."""
+    text, name = one_line(exc), type(exc).__name__
+    return text if isinstance(exc, DataError) or text == name else f"{name}: {text}"
 
 
 # ---- the run ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fpar.data.images import read_image
 from fpar.data.layout import COURSE
 from fpar.data.synthetic import ground_truth_path, load_ground_truth
 from fpar.errors import DataError
@@ -33,7 +34,6 @@ from fpar.prepare.flow import DenseFlow, dense_flow, dequantise, estimate_homogr
 from fpar.prepare.labels import Segment, read_labels
 from fpar.prepare.motion_maps import is_moving
 from fpar.prepare.pipeline import PrepareSettings, load_settings, read_manifest
-from fpar.prepare.video import read_image
 
 RESIDUAL_TARGET = 1 / 3  # warp residual / plain residual, at most
 IOU_TARGET = 0.5

@@ -1,4 +1,5 @@
-"""Decode videos with PyAV, resize frames, read and write frame images."""
+"""Decode videos with PyAV (the one decoder: `synthetic.read_video` uses it too), resize frames, write
+frame images (`fpar.data.images` reads them)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,7 @@ import cv2
 import numpy as np
 
 from fpar.errors import DataError
-
-Size = tuple[int, int]  # (width, height)
-
-
-def parse_size(text: str) -> Size | None:
-    """``"320x240"`` -> (320, 240); ``"native"`` -> None (keep each video's own size)."""
-    if text.strip().lower() == "native":
-        return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise DataError(f"size must look like 320x240 (width x height) or 'native', got {text!r}")
-    return int(parts[0]), int(parts[1])
+from fpar.options import Size
 
 
 def resize(image: np.ndarray, size: Size | None) -> np.ndarray:
@@ -37,8 +27,10 @@ def decode(path: Path, size: Size | None, first: int = 0,
     """Yield (frame index from 0, RGB uint8 frame resized to `size`) for frames first..last.
 
     Frames before `first` are decoded but not converted, and decoding stops after `last`.
-    An empty file, or one PyAV cannot open or decode, raises DataError with the reason.
+    A missing or empty file, or one PyAV cannot open or decode, raises DataError with the reason.
     """
+    if not Path(path).is_file():
+        raise DataError(f"{path}: video not found")
     if Path(path).stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     try:
@@ -62,11 +54,3 @@ def write_image(path: Path, image: np.ndarray) -> None:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), image):
         raise DataError(f"{path}: could not write image")
-
-
-def read_image(path: Path, gray: bool = False) -> np.ndarray:
-    """Read an image as RGB uint8, or grayscale with `gray`."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: cannot read image")
-    return image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

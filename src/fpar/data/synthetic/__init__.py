@@ -10,23 +10,34 @@ reversed) and the pairs only the object separates (same verb).
     summary = synthesize("runs/synth", SynthConfig.tiny())
 """
 
-from fpar.data.synthetic.dataset import (
-    DEFAULT_CLASSES,
-    LABELS_FILE,
-    TINY_CLASSES,
-    SynthConfig,
-    SynthSummary,
-    config_from_options,
-    ground_truth_path,
-    load_ground_truth,
-    read_video,
-    synthesize,
-)
-from fpar.data.synthetic.motion import OBJECTS, VERBS, class_pairs, split_class
+from __future__ import annotations
+
+from fpar.lazy import lazy_exports
+
+# Names resolve on first use, so `fpar.data.synthetic.presets` (the CLI's help reads it) can be
+# imported without PyAV, OpenCV or numpy.
+_SOURCES = {
+    "DEFAULT_CLASSES": "presets",
+    "TINY_CLASSES": "presets",
+    "OBJECTS": "presets",
+    "VERBS": "presets",
+    "SynthConfig": "presets",
+    "split_class": "presets",
+    "class_pairs": "motion",
+    "SynthSummary": "dataset",
+    "config_from_options": "dataset",
+    "ground_truth_path": "dataset",
+    "load_ground_truth": "dataset",
+    "read_video": "dataset",
+    "synthesize": "dataset",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
+
 
 __all__ = [
     "DEFAULT_CLASSES",
-    "LABELS_FILE",
     "OBJECTS",
     "TINY_CLASSES",
     "VERBS",

@@ -13,10 +13,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import re
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -25,59 +24,20 @@ import numpy as np
 from tqdm import tqdm
 
 from fpar.data.layout import LABELS_NAME
-from fpar.data.synthetic.motion import split_class
+from fpar.data.synthetic.presets import (  # noqa: F401 (re-exported)
+    DEFAULT_CLASSES,
+    MIN_FRAMES,
+    MIN_SIZE,
+    TINY_CLASSES,
+    SynthConfig,
+)
 from fpar.data.synthetic.render import render_clip
-from fpar.errors import DataError, FparError
+from fpar.errors import DataError
+from fpar.options import parse_list, parse_size
 
-LABELS_FILE = LABELS_NAME  # the one name `fpar prepare` reads
 VIDEOS_DIR = "videos"
 GT_DIR = "gt"
-# Two take/put pairs (order-only), three same-verb pairs (object-only), stir and pour for variety.
-DEFAULT_CLASSES = ("take_cup", "put_cup", "take_box", "put_box", "shake_box", "shake_bottle", "pour_bottle", "stir_cup")
-# The smallest set that still has an order-only pair (take_cup/put_cup) and an object-only pair.
-TINY_CLASSES = ("take_cup", "put_cup", "take_box", "shake_box")
-MIN_SIZE = (64, 48)
-MIN_FRAMES = 8
 SMALL_SET = 64  # clips: fewer render faster in this process than in a pool of workers
-
-
-@dataclass
-class SynthConfig:
-    """What `synthesize` makes. Defaults: 4 users x 8 classes x 5 clips = 160 clips of 24 frames."""
-
-    users: list[str] = field(default_factory=lambda: ["S1", "S2", "S3", "S4"])
-    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
-    clips_per_class: int = 5  # per user: a held-out user gets 5 clips of every class
-    width: int = 320
-    height: int = 240
-    frames: int = 24
-    fps: int = 12
-    seed: int = 0
-
-    @classmethod
-    def tiny(cls) -> SynthConfig:
-        """The smallest useful set (tests, `fpar demo --tiny`): 4 users x 4 classes x 2 clips, 128x96, 16 frames."""
-        return cls(classes=list(TINY_CLASSES), clips_per_class=2, width=128, height=96, frames=16)
-
-    def validate(self) -> None:
-        """Raise FparError naming the first bad option."""
-        if not self.users or len(set(self.users)) != len(self.users):
-            raise FparError(f"users must be a non-empty list of distinct names, got {self.users}")
-        for user in self.users:
-            if not re.fullmatch(r"[A-Za-z0-9-]+", user):
-                raise FparError(f"user {user!r}: use letters, digits and '-' only (it becomes part of file names)")
-        if not self.classes or len(set(self.classes)) != len(self.classes):
-            raise FparError(f"classes must be a non-empty list of distinct names, got {self.classes}")
-        for label in self.classes:
-            split_class(label)
-        if self.clips_per_class < 1:
-            raise FparError(f"clips per class must be at least 1, got {self.clips_per_class}")
-        if self.width < MIN_SIZE[0] or self.height < MIN_SIZE[1] or self.width % 2 or self.height % 2:
-            raise FparError(f"size {self.width}x{self.height}: need even sides of at least {MIN_SIZE[0]}x{MIN_SIZE[1]}")
-        if self.frames < MIN_FRAMES:
-            raise FparError(f"frames must be at least {MIN_FRAMES}, got {self.frames}")
-        if self.fps < 1 or self.seed < 0:
-            raise FparError(f"fps must be >= 1 and seed >= 0, got fps={self.fps}, seed={self.seed}")
 
 
 @dataclass(frozen=True)
@@ -93,19 +53,6 @@ class SynthSummary:
     width: int
     height: int
     seconds: float
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"320x240" -> (320, 240)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise FparError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 320x240")
-    return int(match.group(1)), int(match.group(2))
-
-
-def parse_list(text: str) -> list[str]:
-    """"S1, S2" -> ["S1", "S2"]."""
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def config_from_options(
@@ -168,7 +115,7 @@ def synthesize(
     if workers is None:  # starting a process costs about a second: not worth it for a tiny set
         workers = (os.cpu_count() or 1) if len(jobs) >= SMALL_SET else 1
     rows = _run(jobs, min(workers, len(jobs)), progress)
-    labels = out / LABELS_FILE
+    labels = out / LABELS_NAME  # the one name `fpar prepare` reads
     with labels.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["video", "user", "label"])
@@ -199,25 +146,28 @@ def _make_clip(job: tuple[Path, SynthConfig, str, str, str]) -> tuple[str, str, 
     return video.as_posix(), user, label
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """(T, H, W, 3) uint8 RGB -> H.264 mp4 at a high quality (CRF 20), so the ground truth still fits."""
+def write_video(path: Path, frames: np.ndarray, fps: int, crf: int = 20) -> None:
+    """(T, H, W, 3) uint8 RGB -> H.264 mp4 at a high quality (CRF 20 by default), so the ground truth
+    still fits."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         # One encoder thread: clips already run in parallel, and the output never depends on timing.
-        stream.options = {"crf": "20", "preset": "superfast", "threads": "1"}
+        stream.options = {"crf": str(crf), "preset": "superfast", "threads": "1"}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
 
 
 def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a video as (T, H, W, 3) uint8 RGB; DataError naming the file if unreadable."""
-    try:
-        with av.open(str(path)) as container:
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    except (av.FFmpegError, OSError) as exc:
-        raise DataError(f"{path}: cannot decode video ({exc})") from exc
+    """All frames of a video as (T, H, W, 3) uint8 RGB; DataError naming the file if unreadable.
+
+    A stack over `fpar.prepare.video.decode`, the one video decoder. It is imported here, not at the
+    top: `prepare` builds on `data` (layout, images), so `data` never imports `prepare` at import time.
+    """
+    from fpar.prepare.video import decode
+
+    frames = [frame for _, frame in decode(Path(path), None)]
     if not frames:
         raise DataError(f"{path}: no frames")
     return np.stack(frames)

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fpar.errors import FparError
+from fpar.data.synthetic.presets import OBJECTS, VERBS, split_class  # noqa: F401 (re-exported)
 
-VERBS = ("take", "put", "shake", "stir", "pour")
-OBJECTS = ("cup", "box", "bottle")
 # put_X is take_X played backwards: the pairs that only temporal order can tell apart.
 REVERSE_OF = {"put": "take"}
 
@@ -23,16 +21,6 @@ HAND_UNIT = 0.09  # of the frame height: the hand's size unit
 HAND_ANGLE = -30.0  # degrees: a right forearm entering from the bottom right
 GRIP = np.array([0.85, 0.55])  # palm centre in object units when the hand holds the object
 MOVE_THRESHOLD = 0.2  # pixels: a layer moves when a point of it moves more than this to the next frame
-
-
-def split_class(label: str) -> tuple[str, str]:
-    """`take_cup` -> ("take", "cup"); FparError if the verb or the object is not one we can draw."""
-    verb, _, obj = label.partition("_")
-    if verb not in VERBS:
-        raise FparError(f"class {label!r}: unknown verb {verb!r}; known verbs: {', '.join(VERBS)}")
-    if obj not in OBJECTS:
-        raise FparError(f"class {label!r}: unknown object {obj!r}; known objects: {', '.join(OBJECTS)}")
-    return verb, obj
 
 
 def class_pairs(classes: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
