@@ -55,7 +55,8 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, content: str
         path.write_text("class,label\ntake_cup,1\n")
     else:
         torch.save(build_model(small_config("flow")).state_dict(), path)
-    with pytest.raises(CheckpointError, match="other.pt"):
+    expected = "other.pt: cannot read checkpoint; not a torch file" if content == "text" else "other.pt"
+    with pytest.raises(CheckpointError, match=expected):
         load_model(path)
 
 

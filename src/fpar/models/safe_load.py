@@ -2,9 +2,11 @@
 
 Every file fpar reads with torch (checkpoints, backbone weights, Ego-RNN state dicts) goes through
 `load_weights_only`: `torch.load(weights_only=True)` accepts tensors and plain data only, so a
-pickle that tries to run code is refused instead of executed. torch fails in many ways on a bad
-file (RuntimeError for a truncated zip, KeyError or EOFError for a foreign file, UnpicklingError
-for forbidden objects); each becomes one CheckpointError naming the file.
+pickle that tries to run code is refused instead of executed. A file without the header torch.save
+writes (zip, or a binary pickle for old files) is refused before torch reads it, since torch would
+take e.g. a CSV for a pickle that names a forbidden global; then torch's own failures (RuntimeError
+for a truncated zip, UnpicklingError for forbidden objects) each become one CheckpointError
+naming the file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
+    with path.open("rb") as file:
+        head = file.read(2)
+    if not head:
+        raise CheckpointError(f"{path}: cannot read {what}; the file is empty")
+    if not (head == b"PK" or head[:1] == b"\x80"):  # torch.save writes a zip; old torch a binary pickle
+        raise CheckpointError(f"{path}: cannot read {what}; not a torch file (no zip or pickle header)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
