@@ -12,10 +12,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
-
-import torch
 from torch.utils.data import DataLoader
 
 from fpar.config import DataConfig, ModelConfig
@@ -25,8 +24,8 @@ from fpar.data.layout import Discovery, class_names
 from fpar.data.preview import contact_sheet
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import FparError
-from fpar.prepare.pipeline import PrepareSettings, prepare
 from fpar.models import build_model, list_models
+from fpar.prepare.pipeline import PrepareSettings, prepare
 from fpar.prepare.quality import evaluate
 
 
