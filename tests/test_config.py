@@ -98,3 +98,10 @@ def test_resize_defaults_to_eight_sevenths_of_the_image_size() -> None:
     assert DataConfig(image_size=112).resize_side() == 128
     assert DataConfig(image_size=112, resize=160).resize_side() == 160
     assert load_recipe(overrides=["data.image_size=112"]).data.resize_side() == 128
+
+
+@pytest.mark.parametrize("item", ["data.frames", "model", ""])
+def test_an_override_without_equals_is_named(item: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(overrides=["data.flow_stack=3", item])
+    assert str(info.value) == f"override {item!r}: expected key=value"

@@ -44,7 +44,8 @@ def test_demo_runs_and_writes_every_step(demo_out) -> None:
 
 def test_demo_reports_measured_quality(demo_out) -> None:
     out, result = demo_out
-    quality = json.loads((out / "prepare_quality.json").read_text())
+    quality = json.loads((out / "prepared" / "quality.json").read_text())  # as `fpar prepare --evaluate` writes
+    assert not (out / "prepare_quality.json").exists()
     # warp flow must cancel most of the camera's motion on the background
     assert 0 <= quality["warp_residual"] < quality["plain_residual"]
     assert 0 < quality["iou"] <= 1

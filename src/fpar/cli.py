@@ -150,7 +150,8 @@ def prepare_verb(
     shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
     = "1/1",
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Then score the root against the synthetic ground "
-                                                              "truth in gt/ beside the labels file.")] = False,
+                                                              "truth in gt/ beside the labels file; scores also "
+                                                              "go to OUT/quality.json.")] = False,
 ) -> None:
     """Turn raw videos into RGB frames, warp optical flow and motion maps, in parallel and resumably.
 
@@ -158,7 +159,8 @@ def prepare_verb(
 
     Failed videos are listed with their reason in the summary and in manifest.csv; exit code 1 if any failed.
 
-    --evaluate: background flow residual of plain vs warp flow, motion-map IoU against gt/ (`fpar synth` data).
+    --evaluate: background flow residual of plain vs warp flow, motion-map IoU against gt/ (`fpar synth` data),
+    printed and written to OUT/quality.json.
 
     Examples:
 
@@ -177,8 +179,10 @@ def prepare_verb(
     if evaluate:
         from fpar.prepare.quality import evaluate as evaluate_root
 
-        for line in evaluate_root(labels_file, out, videos_dir).lines():
+        quality = evaluate_root(labels_file, out, videos_dir, progress=True)
+        for line in quality.lines():
             console.print(line, highlight=False)
+        console.print(f"scores written to {quality.save(out)}", highlight=False, soft_wrap=True)
     if report.failed:
         raise SystemExit(1)
 
@@ -200,7 +204,7 @@ def prepare_bench_verb(
 
     from fpar.prepare.benchmark import benchmark
 
-    result = benchmark(parse_size(size), pairs, tuple(parse_list(flow)), video, threads)
+    result = benchmark(parse_size(size), pairs, tuple(parse_list(flow)), video, threads, progress=True)
     table = Table("method", "dense flow fps", "warp flow fps (with homography)",
                   title=f"{size}, {pairs} pairs, {threads} OpenCV thread(s); "
                         f"homography + warp alone {result.homography_fps:.1f} fps")
@@ -227,9 +231,10 @@ def data_check(
     test_user: Annotated[Optional[str], typer.Option(
         "--test-user", help="Show the train/val/test split with this user held out.",
         show_default="every user, one row each")] = None,
-    exclude: Annotated[str, typer.Option(
-        help="Comma-separated classes left out of the class list and the splits ('' for none).")]
-    = ",".join(_DATA.exclude_classes),
+    exclude: Annotated[Optional[str], typer.Option(
+        help="Comma-separated classes left out of the class list and the splits ('' for none); "
+             "a name that is no class of ROOT gets a warning.",
+        show_default=",".join(_DATA.exclude_classes))] = None,
 ) -> None:
     """Validate a dataset root and summarise it (users, classes, frames/flows/maps per instance),
     and list the leave-one-user-out splits (instances in train / val / test per held-out user).
@@ -239,6 +244,9 @@ def data_check(
     unreadable image, flow x/y count mismatch, flows or maps not matching the frames,
     gaps in file numbers.
     The exit code is 0 unless --strict; --quick skips decoding the images.
+    A root with no instance (an empty frames folder, or the wrong --layout) is an error (exit 1).
+    Notes (an empty val split: raise val_fraction or train with selection=test) are about the
+    settings, not the data, and do not count for --strict.
 
     Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
     """
@@ -246,18 +254,24 @@ def data_check(
 
     report = check_root(root, layout=layout, frames=frames, flow_stack=flow_stack, read_images=not quick,
                         progress=True)
-    print_report(report, console, exclude=parse_list(exclude), test_users=[test_user] if test_user else None,
-                 val_fraction=_DATA.val_fraction)
+    print_report(report, console, exclude=_DATA.exclude_classes if exclude is None else parse_list(exclude),
+                 test_users=[test_user] if test_user else None, val_fraction=_DATA.val_fraction,
+                 warn_unknown_exclude=exclude is not None)
     if strict and not report.clean:
         raise typer.Exit(1)
 
 
 @app.command("models", rich_help_panel="Models")
 def models_verb(
-    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the classifier.")] = 61,
-    image_size: Annotated[int, typer.Option("--image-size", help="Input side (sizes the MS head).")] = 224,
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the classifier (at least 1).")] = 61,
+    image_size: Annotated[int, typer.Option("--image-size", help="Input side (sizes the MS head): 224 is the "
+                                                                 "reference, 112 the demo; at least 32.")] = 224,
 ) -> None:
     """List the registered models with their parameter counts and the batch keys they read.
+
+    Input sizes: 224 is the reference's (layer4 7x7) and 112 the demo's (4x4). Any side of at
+    least 32 runs (layer4 is 32x smaller), but attention and motion maps are only meaningful
+    with several layer4 positions; below 32 is an error.
 
     Example: fpar models --image-size 112
     """

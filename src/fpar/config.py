@@ -110,8 +110,12 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     A recipe (file or override) that sets one in `model` to a different value than `data`'s is a
     ConfigError naming both keys; setting it to the same value is allowed but redundant.
 
-    Raises ConfigError naming the file or the override when a key is unknown or a type is wrong.
+    Raises ConfigError naming the file or the override when a key is unknown or a type is wrong,
+    or when an override has no `=`.
     """
+    for item in overrides or ():
+        if "=" not in str(item):
+            raise ConfigError(f"override {item!r}: expected key=value")
     schema = OmegaConf.structured(Recipe)
     given: list[Any] = []  # what the user wrote, to tell a model key set from a default
     try:
@@ -154,6 +158,31 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{cls.__name__}: {_one_line(exc)}") from exc
+
+
+# ModelConfig fields that must be at least this (image_size: layer4, 32x down, must be >= 1x1).
+_MODEL_MINIMA = {"num_classes": 1, "frames": 1, "flow_stack": 1, "image_size": 32, "mem_size": 1}
+
+
+def check_model_config(cfg: ModelConfig) -> ModelConfig:
+    """`cfg` validated as a recipe's `model` section is: through the structured config (a value
+    OmegaConf cannot convert to the field's type, e.g. frames="seven", is a ConfigError; one it
+    converts, e.g. frames="7", is converted), then the ranges: at least one class, frame and flow,
+    and image_size >= 32 (smaller leaves layer4 empty). Returns the validated copy.
+    """
+    if not isinstance(cfg, ModelConfig):
+        raise ConfigError(f"expected a ModelConfig, got {type(cfg).__name__}")
+    try:
+        values = OmegaConf.to_container(OmegaConf.create(vars(cfg)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"ModelConfig: {_one_line(exc)}") from exc
+    checked = from_dict(ModelConfig, values)  # type: ignore[arg-type]
+    for key, least in _MODEL_MINIMA.items():
+        value = getattr(checked, key)
+        if value < least:
+            why = " (layer4 is 32x smaller; 224 is the reference, 112 the demo)" if key == "image_size" else ""
+            raise ConfigError(f"model.{key} must be at least {least}, got {value}{why}")
+    return checked
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:

@@ -9,7 +9,6 @@ owns no logic of its own: it calls the same library functions as the verbs.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -53,8 +52,7 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | No
     quality = evaluate(summary.labels, prepared)
     for line in quality.lines():
         console.print(line, highlight=False)
-    quality_path = out / "prepare_quality.json"
-    quality_path.write_text(json.dumps(quality.to_dict(), indent=2))
+    quality_path = quality.save(prepared)  # the same file as `fpar prepare --evaluate`: prepared/quality.json
 
     console.rule("3. the prepared root (fpar data check)")
     check = check_root(prepared, frames=DataConfig.frames, flow_stack=DataConfig.flow_stack)

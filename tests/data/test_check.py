@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fpar.cli import app, main
 from fpar.data.check import check_root
+from fpar.errors import ConfigError, DataError
 
 runner = CliRunner()
 
@@ -133,3 +134,63 @@ def test_quick_skips_decoding_and_frames_option_applies(make_root) -> None:
 def test_help_has_an_example() -> None:
     result = runner.invoke(app, ["data", "check", "--help"])
     assert result.exit_code == 0 and "Example: fpar data check" in result.output
+
+
+def test_a_root_without_instances_is_an_error_naming_it(make_root, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "processed_frames2").mkdir(parents=True)
+    with pytest.raises(DataError, match="no instances found in the course layout") as info:
+        check_root(empty)
+    assert str(info.value).startswith(f"{empty}: ") and "looks like" not in str(info.value)
+    course = make_root("course")
+    wrong = runner.invoke(app, ["data", "check", str(course), "--layout", "egornn", "--quick"])
+    assert wrong.exit_code == 1 and "instances" not in wrong.output  # no (empty) table printed
+    message = str(wrong.exception)
+    assert message.startswith(f"{course}: no instances found in the egornn layout") and "\n" not in message
+    assert "this root looks like the course layout" in message
+
+
+def test_an_empty_val_split_is_a_note_that_strict_ignores(make_root) -> None:
+    """2 users x 2 instances per class: 20% of 2 rounds to 0, so val is empty for every user."""
+    root = make_root("egornn", tuple(FakeInstance(user, label, str(i)) for user in ("S1", "S2")
+                                     for label in ("open_jam", "take_cup") for i in (1, 2)))
+    result = runner.invoke(app, ["data", "check", str(root), "--quick", "--strict"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert _table_rows(result.output)[-2:] == [["S1", "4", "0", "4", "-"], ["S2", "4", "0", "4", "-"]]
+    assert ("note: val is empty for every held-out user: selection=val has nothing to choose a checkpoint on; "
+            "raise val_fraction (now 0.2) or use selection=test") in result.output
+    assert "no problems (N=7, L=5; 1 note(s) above)" in result.output
+    one = runner.invoke(app, ["data", "check", str(root), "--quick", "--test-user", "S2"], env={"COLUMNS": "300"})
+    assert "note: val is empty with S2 held out" in one.output
+    # a split with validation instances has no note
+    users = ("S1", "S2", "S3")
+    roomy = make_root("egornn", tuple(FakeInstance(user, "open_jam", str(i)) for user in users for i in (1, 2, 3)))
+    assert "note:" not in runner.invoke(app, ["data", "check", str(roomy), "--quick"]).output
+
+
+@pytest.mark.parametrize("option", ["--frames", "--flow-stack"])
+def test_frames_and_flow_stack_must_be_at_least_one(make_root, option: str) -> None:
+    root = make_root("egornn")
+    result = runner.invoke(app, ["data", "check", str(root), "--quick", option, "0"])
+    assert result.exit_code == 1 and isinstance(result.exception, ConfigError)
+    name = option.removeprefix("--").replace("-", "_")
+    assert str(result.exception) == f"{name} must be at least 1, got 0" and "instances" not in result.output
+
+
+def test_an_unknown_excluded_class_is_named_in_a_warning(make_root) -> None:
+    root = make_root("egornn")
+    result = runner.invoke(app, ["data", "check", str(root), "--quick", "--exclude", "put_tea,nosuch"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "warning: excluded class(es) not in this root: nosuch" in result.output
+    assert "excluded: put_tea" in result.output
+    # the default exclude (put_tea) is not warned about on a root without it
+    no_tea = make_root("egornn", (FakeInstance("S1", "open_jam"), FakeInstance("S2", "open_jam")))
+    assert "not in this root" not in runner.invoke(app, ["data", "check", str(no_tea), "--quick"]).output
+
+
+def test_an_unknown_test_user_fails_before_the_summary(make_root) -> None:
+    root = make_root("egornn")
+    result = runner.invoke(app, ["data", "check", str(root), "--quick", "--test-user", "S9"])
+    assert result.exit_code == 1 and "test user 'S9' not found; users are S1, S2" in str(result.exception)
+    assert result.output == ""

@@ -96,3 +96,26 @@ def test_gtea_annotations_of_an_unknown_video_name_the_file(folder: Path) -> Non
     annotations = _gtea(folder, "<take><bread> (1-5)\n", name="S2_Tea_C1.txt")
     with pytest.raises(DataError, match=re.escape(f"{annotations / 'S2_Tea_C1.txt'}:1: video 'S2_Tea_C1' not found")):
         read_labels(annotations, folder / "v")
+
+
+def test_a_labels_file_with_a_byte_order_mark_is_read(folder: Path) -> None:
+    path = folder / "labels.csv"
+    path.write_bytes("video,user,label\nv/a.mp4,S1,take\n".encode("utf-8-sig"))  # as Excel saves CSV UTF-8
+    assert [s.key for s in read_labels(path)] == [("S1", "take", "1")]
+
+
+def test_gtea_annotations_with_a_byte_order_mark_are_read(folder: Path) -> None:
+    annotations = _gtea(folder, "")
+    (annotations / "S1_Cheese_C1.txt").write_bytes("<take><bread> (1-5)\n".encode("utf-8-sig"))
+    assert [s.key for s in read_labels(annotations, folder / "v")] == [("S1", "take_bread", "1")]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "it holds binary data (a video file?)"),
+    ("video,user,label\nv/a.mp4,S1,caf\u00e9\n".encode("latin-1"), "not UTF-8 text"),
+])
+def test_a_file_that_is_not_a_utf8_labels_csv_is_one_data_error(folder: Path, content: bytes, reason: str) -> None:
+    path = folder / "v" / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(f"{path} is not a labels CSV (or folder of videos): {reason}")):
+        read_labels(path)

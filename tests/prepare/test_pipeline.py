@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import os
+import subprocess
+import sys
+
 from prepare_helpers import render, write_video
 from fpar.cli import app
 from fpar.data.layout import COURSE, PREPARE_TEMP_NAME, discover
@@ -79,7 +83,7 @@ def test_parallel_shards_give_the_clean_files(raw: Path, clean: Path, tmp_path: 
 
 
 def test_other_settings_on_an_existing_root_are_refused(raw: Path, clean: Path) -> None:
-    with pytest.raises(DataError, match="flow differ"):
+    with pytest.raises(DataError, match="flow: root has dis, this run asks farneback"):
         prepare(raw / "labels.csv", clean, PrepareSettings(size=(64, 48), flow="farneback"), progress=False)
 
 
@@ -104,6 +108,7 @@ def test_bad_videos_are_reported_and_skipped_and_the_exit_code_says_so(raw: Path
     assert manifest["S1", "y", "1"]["status"] == "ok"
     for name in ("empty.mp4", "corrupt.mp4", "one.mp4"):  # one summary line per failure, naming the file
         assert len([line for line in result.output.splitlines() if f"({tmp_path / name})" in line]) == 1
+        assert all(line.count(str(tmp_path / name)) <= 1 for line in result.output.splitlines())  # path once
     assert [s.id for s in discover(root).samples] == ["S1/y/1"]
 
 
@@ -124,3 +129,95 @@ def test_gtea_annotations_and_videos_prepare_into_a_root_that_passes_the_strict_
         ("S1", "stir_spoon,cup", "1"): ("7", "S1_Tea_C1", "7", "13")}
     check = runner.invoke(app, ["data", "check", str(root), "--strict", "--frames", "5"])
     assert check.exit_code == 0, check.output
+
+
+def test_a_changed_video_redoes_its_samples_and_says_so(raw: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        shutil.copy(raw / "videos" / f"{name}.mp4", tmp_path / f"{name}.mp4")
+    (tmp_path / "labels.csv").write_text("video,user,label\na.mp4,S1,x\nb.mp4,S1,y\n")
+    root = tmp_path / "root"
+    assert prepare(tmp_path / "labels.csv", root, SETTINGS, workers=1, progress=False).done == 2
+    before = _files(root)
+    manifest = read_manifest(root)
+    stat = (tmp_path / "a.mp4").stat()
+    assert manifest["S1", "x", "1"]["video_bytes"] == str(stat.st_size)
+    assert manifest["S1", "x", "1"]["video_mtime_ns"] == str(stat.st_mtime_ns)
+    write_video(tmp_path / "a.mp4", render(6, seed=7)[0])  # other content at the same path
+    report = prepare(tmp_path / "labels.csv", root, SETTINGS, workers=1, progress=False)
+    assert (report.done, report.skipped, report.changed, report.failed) == (1, 1, 1, [])
+    assert "1 prepared (1 redone because their video changed)" in report.summary()[0]
+    after = _files(root)
+    frame = "processed_frames2/S1/x/1/rgb/rgb0001.png"
+    assert frame in after and after[frame] != before[frame]
+    assert {k: v for k, v in after.items() if "/S1/y/" in k} == {k: v for k, v in before.items() if "/S1/y/" in k}
+    # the same bytes written again (as `fpar synth` re-run does): only the mtime differs, the SHA-1 keeps it
+    shutil.copy(raw / "videos" / "b.mp4", tmp_path / "b.mp4")
+    os.utime(tmp_path / "b.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = prepare(tmp_path / "labels.csv", root, SETTINGS, workers=1, progress=False)
+    assert (again.done, again.skipped, again.changed) == (0, 2, 0)
+    assert read_manifest(root)["S1", "y", "1"]["video_mtime_ns"] == str(stat.st_mtime_ns + 10**9)  # refreshed
+    # same size, other bytes, other mtime: redone
+    data = bytearray((tmp_path / "b.mp4").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "b.mp4").write_bytes(bytes(data))
+    assert prepare(tmp_path / "labels.csv", root, SETTINGS, workers=1, progress=False).changed == 1
+
+
+def test_a_manifest_without_video_fingerprints_is_read_and_its_samples_redone(raw: Path, clean: Path,
+                                                                               tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(clean, root)
+    lines = (root / "manifest.csv").read_text().splitlines()  # as an fpar before the fingerprint wrote it
+    (root / "manifest.csv").write_text("\n".join(",".join(l.split(",")[:-3]) for l in lines) + "\n")
+    report = prepare(raw / "labels.csv", root, SETTINGS, workers=1, progress=False)
+    assert (report.done, report.changed, report.failed) == (5, 5, [])
+    assert _files(root) == _files(clean)
+
+
+def test_out_that_is_a_file_is_one_data_error_naming_it(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder")
+    with pytest.raises(DataError, match=f"{out}: --out must be a folder"):
+        prepare(raw / "labels.csv", out, SETTINGS, progress=False)
+    with pytest.raises(DataError, match=f"{out / 'root'}: cannot create the output folder"):
+        prepare(raw / "labels.csv", out / "root", SETTINGS, progress=False)
+
+
+@pytest.mark.parametrize("case", ["video as labels", "out is a file"])
+def test_cli_input_mistakes_are_one_line_without_traceback(raw: Path, tmp_path: Path, case: str) -> None:
+    out, videos, named = tmp_path / "root", raw / "labels.csv", None
+    if case == "video as labels":
+        videos = named = raw / "videos" / "a.mp4"
+    else:
+        out.write_text("")
+        named = out
+    result = subprocess.run([sys.executable, "-m", "fpar.cli", "prepare", "--videos", str(videos), "--out", str(out)],
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert str(named) in " ".join(output.split())
+    if case == "video as labels":
+        assert "is not a labels CSV (or folder of videos)" in " ".join(output.split())
+
+
+def test_gtea_segment_past_the_end_names_the_annotation_line_in_its_own_numbers(raw: Path, tmp_path: Path) -> None:
+    shutil.copy(raw / "videos" / "long.mp4", tmp_path / "S1_Tea_C1.mp4")  # 14 frames
+    (tmp_path / "S1_Tea_C1.txt").write_text("<take><cup> (1-6) [1]\n<stir><cup> (8-20) [2]\n")
+    report = prepare(tmp_path / "S1_Tea_C1.txt", tmp_path / "root", SETTINGS, workers=1, progress=False)
+    assert report.done == 1
+    [(_, sample, reason)] = report.failed
+    assert sample == "S1/stir_spoon,cup/1"
+    assert reason == (f"{tmp_path / 'S1_Tea_C1.txt'}:2: segment ends at frame 20 (frames counted from 1) "
+                      f"but the video has 14 frames")
+
+
+def test_summary_counts_in_words_and_a_finished_root_shows_no_progress_bar(raw: Path, clean: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from fpar.prepare.pipeline import PrepareReport
+
+    assert PrepareReport(samples=1, done=1).summary()[0].startswith("1 sample: 1 prepared")
+    assert PrepareReport(samples=2).summary()[0].startswith("2 samples: ")
+    capsys.readouterr()
+    report = prepare(raw / "labels.csv", clean, SETTINGS, workers=1, progress=True)
+    assert (report.done, report.skipped) == (0, 5)
+    assert "prepare" not in capsys.readouterr().err

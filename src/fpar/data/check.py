@@ -3,6 +3,15 @@
 Every problem is a `layout.Problem` (path + what is wrong). Problems are collected, never raised,
 so one run lists them all; the CLI decides whether they fail the run (`--strict`).
 
+A root with no instance at all is not a problem but an error (DataError): there is nothing to
+check, and a wrong `--layout` or an empty frames folder must not pass as "no problems".
+
+Notes are about the settings, not the data, so they never count for `--strict`: an empty
+validation split (the stratified `val_fraction` share rounds to 0 for every class, e.g. with 2
+users x 2 instances per class) is a note, because it depends on `val_fraction` and `selection`
+(with `selection=test`, the reference protocol, val is the test user and never empty), and an
+`--exclude` name that is no class of the root is a warning line that is not a problem either.
+
 By default every image is decoded, because a truncated JPEG only fails when it is read and a
 training run should not find it at epoch 40. On real GTEA61 (~100k images) that takes minutes
 on a laptop, hence the progress bar, several threads, and `read_images=False` (`--quick`)
@@ -22,8 +31,18 @@ from rich.progress import track
 from rich.table import Table
 
 from fpar.data.images import read_image
-from fpar.data.layout import Discovery, Problem, Sample, class_names, discover, split_by_user, unusable_reason
-from fpar.errors import DataError, one_line
+from fpar.data.layout import (
+    Discovery,
+    Problem,
+    Sample,
+    check_test_user,
+    class_names,
+    discover,
+    layouts_present,
+    split_by_user,
+    unusable_reason,
+)
+from fpar.errors import ConfigError, DataError, one_line
 
 
 @dataclass
@@ -102,9 +121,15 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
                read_images: bool = True, progress: bool = False) -> CheckReport:
     """Validate a dataset root for clips of N=`frames` frames and L=`flow_stack` flows.
 
-    Raises DataError only when `root` is not a dataset root at all (missing, or no frames folder).
+    Raises ConfigError when `frames` or `flow_stack` is below 1, and DataError when `root` is not
+    a dataset root (missing, or no frames folder) or holds no instance in `layout`.
     """
+    for name, value in (("frames", frames), ("flow_stack", flow_stack)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
     found = discover(root, layout)
+    if not found.samples:
+        raise DataError(_nothing_found(found))
     problems = list(found.problems)
     for sample in found.samples:
         problems += _count_problems(found, sample, frames, flow_stack)
@@ -112,6 +137,17 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
         problems += _unreadable([p for s in found.samples for p in _all_files(s)], progress)
     problems.sort(key=lambda p: str(p.path))
     return CheckReport(found, problems, frames, flow_stack, read_images)
+
+
+def _nothing_found(found: Discovery) -> str:
+    """Why a root without instances is an error, with a hint when another layout's folders are there."""
+    chosen = found.layout
+    top = chosen.specs["rgb"].top
+    where = (f"{top}/ has no user/class/instance folders" if (found.root / top).is_dir()
+             else f"it has no {top}/ folder")
+    others = [name for name in layouts_present(found.root) if name != chosen.name]
+    hint = f"; this root looks like the {others[0]} layout (--layout {others[0]})" if others else ""
+    return f"{found.root}: no instances found in the {chosen.name} layout ({where}){hint}"
 
 
 def _spread(values: list[int]) -> str:
@@ -152,6 +188,22 @@ def summary_table(report: CheckReport) -> Table:
     return table
 
 
+def empty_val_users(samples: list[Sample], classes: list[str], test_users: list[str] | None = None,
+                    val_fraction: float = 0.2, seed: int = 0) -> list[str]:
+    """The held-out users (of `test_users`, default every user) whose split has an empty val."""
+    listed = [s for s in samples if s.label in set(classes)]
+    users = test_users or sorted({s.user for s in listed})
+    return [user for user in users
+            if not split_by_user(listed, user, val_fraction=val_fraction, seed=seed).val]
+
+
+def empty_val_note(users: list[str], all_users: bool, val_fraction: float) -> str:
+    """The note printed under the split table when val is empty."""
+    which = "for every held-out user" if all_users else f"with {', '.join(users)} held out"
+    return (f"val is empty {which}: selection=val has nothing to choose a checkpoint on; "
+            f"raise val_fraction (now {val_fraction:g}) or use selection=test")
+
+
 def split_table(samples: list[Sample], classes: list[str], test_users: list[str] | None = None,
                 val_fraction: float = 0.2, seed: int = 0) -> Table:
     """Instances in train / val / test when each of `test_users` (default: every user) is held out.
@@ -175,21 +227,40 @@ def split_table(samples: list[Sample], classes: list[str], test_users: list[str]
 
 
 def print_report(report: CheckReport, console: Console, exclude: list[str] | tuple[str, ...] = (),
-                 test_users: list[str] | None = None, val_fraction: float = 0.2) -> None:
-    """The summary table, the class list (without `exclude`), the splits, then every problem."""
-    console.print(summary_table(report))
+                 test_users: list[str] | None = None, val_fraction: float = 0.2,
+                 warn_unknown_exclude: bool = True) -> None:
+    """The summary table, the class list (without `exclude`), the splits and their notes, then
+    every problem. An unknown test user is a DataError raised before anything is printed; an
+    `exclude` name that is no class of the root gets a warning line (with `warn_unknown_exclude`).
+    """
     samples = report.discovery.samples
+    for user in test_users or ():
+        check_test_user(samples, user)
+    console.print(summary_table(report))
+    labels = {s.label for s in samples}
     classes = class_names(samples, exclude)
-    excluded = sorted({s.label for s in samples} - set(classes))
+    excluded = sorted(labels - set(classes))
     console.print(f"classes ({len(classes)}): {', '.join(classes) or '-'}", highlight=False)
     if excluded:
         console.print(f"excluded: {', '.join(excluded)}", highlight=False)
+    unknown = sorted(set(exclude) - labels)
+    if unknown and warn_unknown_exclude:
+        console.print(f"[yellow]warning:[/] excluded class(es) not in this root: {', '.join(unknown)}",
+                      highlight=False, soft_wrap=True)
+    notes = 0
     if classes:
         console.print(split_table(samples, classes, test_users, val_fraction))
+        empty = empty_val_users(samples, classes, test_users, val_fraction)
+        if empty:
+            notes += 1
+            every = sorted({s.user for s in samples if s.label in set(classes)})
+            note = empty_val_note(empty, all_users=not test_users and empty == every, val_fraction=val_fraction)
+            console.print(f"[cyan]note:[/] {note}", highlight=False, soft_wrap=True)
     if not report.images_read:
         console.print("images not decoded (--quick)")
     if report.clean:
-        console.print(f"[green]no problems[/] (N={report.frames}, L={report.flow_stack})")
+        noted = f"; {notes} note(s) above" if notes else ""
+        console.print(f"[green]no problems[/] (N={report.frames}, L={report.flow_stack}{noted})")
         return
     for problem in report.problems:
         console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)

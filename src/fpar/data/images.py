@@ -26,4 +26,14 @@ def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
         with Image.open(path) as image:
             return np.array(image.convert("L" if gray else "RGB"))
     except Exception as exc:  # noqa: BLE001 - decoders of untrusted bytes fail in open-ended ways
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
+        reason = _without_path(str(exc), path)
+        raise DataError(f"{path}: unreadable image ({reason})" if reason else f"{path}: unreadable image") from exc
+
+
+def _without_path(reason: str, path: str | Path) -> str:
+    """`reason` without the copy of `path` PIL or the OS put in it (the message starts with it):
+    "cannot identify image file 'x.png'" -> "cannot identify image file"."""
+    text = str(path)
+    for form in (repr(text), repr(Path(text)), text):
+        reason = reason.replace(form, "")
+    return " ".join(reason.split()).strip(" :,")

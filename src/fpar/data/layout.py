@@ -37,7 +37,8 @@ MANIFEST_NAME = "manifest.csv"
 MANIFEST_LOCK_NAME = f".{MANIFEST_NAME}.lock"  # `fpar prepare` workers take turns rewriting the manifest
 LABELS_NAME = "labels.csv"
 # manifest.csv, one row a sample: counts, status ("ok" / "failed") and the source it came from
-MANIFEST_COLUMNS = ("user", "class", "instance", "frames", "flows", "status", "error", "video", "start", "end")
+MANIFEST_COLUMNS = ("user", "class", "instance", "frames", "flows", "status", "error", "video", "start", "end",
+                    "video_bytes", "video_mtime_ns", "video_sha1")  # the video's identity: a changed one is redone
 PREPARE_SETTINGS_NAME = "prepare.json"  # the options a root was prepared with (resume must match)
 PREPARE_TEMP_NAME = ".tmp"  # work folders of `fpar prepare`, renamed into place when complete
 # Motion maps (and hand masks) are 8-bit grayscale: 255 moving (or masked), 0 not; a pixel counts as
@@ -135,6 +136,11 @@ def detect_layout(root: str | Path, name: str = "auto") -> Layout:
     raw = (root / LABELS_NAME).is_file()
     hint = f" (it has {LABELS_NAME}: a raw set? run `fpar prepare` on it first)" if raw else ""
     raise DataError(f"{root}: not a GTEA61 processed root: it has no {wanted} folder{hint}")
+
+
+def layouts_present(root: str | Path) -> list[str]:
+    """Names of the layouts whose frames folder (`processed_frames2/`, `frames/`) `root` has."""
+    return [layout.name for layout in LAYOUTS.values() if (Path(root) / layout.specs["rgb"].top).is_dir()]
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,13 @@ class Split:
     selection: str  # "val": checkpoints chosen on `val`; "test": on the test user (reference protocol)
 
 
+def check_test_user(samples: list[Sample], test_user: str) -> None:
+    """DataError naming the users when `test_user` has no sample."""
+    users = sorted({s.user for s in samples})
+    if test_user not in users:
+        raise DataError(f"test user {test_user!r} not found; users are {', '.join(users) or 'none'}")
+
+
 def split_by_user(samples: list[Sample], test_user: str, val_fraction: float = 0.2,
                   selection: str = "val", seed: int = 0) -> Split:
     """Hold one user out for test; keep a stratified share of the others' instances for validation.
@@ -311,9 +324,7 @@ def split_by_user(samples: list[Sample], test_user: str, val_fraction: float = 0
     With ``selection="test"`` the validation set *is* the test user, as in Ego-RNN; fpar's default
     keeps them apart so the reported test accuracy was not used to choose the checkpoint.
     """
-    users = sorted({s.user for s in samples})
-    if test_user not in users:
-        raise DataError(f"test user {test_user!r} not found; users are {', '.join(users) or 'none'}")
+    check_test_user(samples, test_user)
     if selection not in ("val", "test"):
         raise DataError(f"selection must be 'val' or 'test', got {selection!r}")
     if not 0.0 <= val_fraction < 1.0:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from fpar.errors import DataError
 from fpar.models.heads import ClassifierHead
 
 
@@ -60,6 +61,11 @@ def _first_present(values: list[Tensor | None]) -> Tensor | None:
     return next((value for value in values if value is not None), None)
 
 
+def _missing_key(key: str, input_keys: tuple[str, ...], batch: Mapping[str, Tensor]) -> None:
+    raise DataError(f"batch has no {key!r} key: this model reads {', '.join(input_keys)} (model.input_keys); "
+                    f"the batch has {', '.join(map(str, batch)) or 'no keys'}")
+
+
 class ActionModel(nn.Module):
     """Streams keyed by the batch key they read, then one classifier over their features.
 
@@ -75,6 +81,9 @@ class ActionModel(nn.Module):
         self.input_keys: tuple[str, ...] = (*streams, *(("mmaps",) if needs_mmaps else ()))
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
+        for key in self.streams:
+            if key not in batch:  # a Python-side dict check: dynamo guards on the keys, no graph break
+                _missing_key(key, self.input_keys, batch)
         outputs: list[StreamOutput] = [stream(batch[key]) for key, stream in self.streams.items()]
         features = torch.cat([out.features for out in outputs], dim=1)
         return ModelOutput(

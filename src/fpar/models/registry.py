@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from fpar.config import ModelConfig
+from fpar.config import ModelConfig, check_model_config
 from fpar.errors import ConfigError
 
 Builder = Callable[[ModelConfig], nn.Module]
@@ -40,7 +40,12 @@ def model_description(name: str) -> str:
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Build the registered model `cfg.name`; an unknown name is a ConfigError listing the known."""
+    """Build the registered model `cfg.name`; an unknown name is a ConfigError listing the known.
+
+    `cfg` is first checked as a recipe's `model` section is (`config.check_model_config`): a
+    value of the wrong type, fewer than 1 class / frame / flow, or image_size < 32 is a ConfigError.
+    """
+    cfg = check_model_config(cfg)
     if cfg.name not in _BUILDERS:
         raise ConfigError(f"model.name {cfg.name!r}: unknown model; registered: {', '.join(_BUILDERS)}")
     return _BUILDERS[cfg.name](cfg)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import DataError
@@ -59,30 +60,38 @@ def _rate(pairs: int, seconds: float) -> float:
     return pairs / seconds if seconds > 0 else float("inf")
 
 
-def _timed(function, frames: list[np.ndarray]) -> float:
-    """Pairs per second of `function(prev, next)` over consecutive frames, after one warm-up call."""
+def _timed(function, frames: list[np.ndarray], bar: tqdm | None = None) -> float:
+    """Pairs per second of `function(prev, next)` over consecutive frames, after one warm-up call;
+    `bar` advances one step a pair (outside the timed calls' sum)."""
     function(frames[0], frames[1])
-    start = time.perf_counter()
+    seconds = 0.0
     for a, b in zip(frames, frames[1:]):
+        start = time.perf_counter()
         function(a, b)
-    return _rate(len(frames) - 1, time.perf_counter() - start)
+        seconds += time.perf_counter() - start
+        if bar is not None:
+            bar.update(1)
+    return _rate(len(frames) - 1, seconds)
 
 
 def benchmark(size: Size = DEFAULT_FRAME_SIZE, pairs: int = 10, methods: tuple[str, ...] = FLOW_METHODS,
-              video: Path | None = None, threads: int = 1) -> BenchResult:
-    """Time homography estimation and each method's dense flow on `pairs` frame pairs."""
+              video: Path | None = None, threads: int = 1, progress: bool = False) -> BenchResult:
+    """Time homography estimation and each method's dense flow on `pairs` frame pairs; `progress`
+    shows a progress bar over (homography + methods) x pairs."""
     if pairs < 1 or threads < 1:
         raise DataError(f"the benchmark needs --pairs >= 1 and --threads >= 1, got {pairs} and {threads}")
     frames = bench_frames(size, pairs + 1, video)
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
-        homography_fps = _timed(FlowComputer.compensate, frames)
-        speeds = []
-        for method in methods:
-            flow = dense_flow(method)
-            flow_fps = _timed(flow, frames)
-            speeds.append(Speed(method, flow_fps, 1.0 / (1.0 / flow_fps + 1.0 / homography_fps)))
+        with tqdm(total=(len(methods) + 1) * pairs, unit="pair", desc="homography", disable=not progress) as bar:
+            homography_fps = _timed(FlowComputer.compensate, frames, bar)
+            speeds = []
+            for method in methods:
+                bar.set_description(method)
+                flow = dense_flow(method)
+                flow_fps = _timed(flow, frames, bar)
+                speeds.append(Speed(method, flow_fps, 1.0 / (1.0 / flow_fps + 1.0 / homography_fps)))
     finally:
         cv2.setNumThreads(previous_threads)
     return BenchResult(size, pairs, threads, homography_fps, speeds)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class Segment:
     instance: str
     start: int  # first frame, from 0
     end: int | None  # last frame, included; None: to the end of the video
+    origin: str = ""  # where the labels file lists it ("file:line"), for messages
+    numbered_from: int = 0  # how the user's file counts frames (GTEA annotations: from 1), for messages
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -71,8 +74,8 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
     if not labels.is_file():
         raise DataError(f"{labels}: labels file not found")
     base = Path(videos) if videos is not None else labels.parent
-    with labels.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
+    with labels.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel writes a byte-order mark
+        reader = csv.reader(io.StringIO(_read_text(labels, handle)))
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
@@ -92,6 +95,23 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
     if not segments:
         raise DataError(f"{labels}: no samples listed")
     return segments
+
+
+NOT_TEXT_SNIFF = 8192  # bytes read to tell a binary file (a video) from a labels file
+
+
+def _read_text(labels: Path, handle) -> str:
+    """The whole text of an open labels file; DataError if it is binary or not UTF-8."""
+    with labels.open("rb") as raw:
+        head = raw.read(NOT_TEXT_SNIFF)
+    if b"\0" in head:
+        raise DataError(f"{labels} is not a labels CSV (or folder of videos): it holds binary data (a video "
+                        f"file?); pass the labels.csv, or the folder of videos with --labels")
+    try:
+        return handle.read()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{labels} is not a labels CSV (or folder of videos): not UTF-8 text ({exc.reason} "
+                        f"at byte {exc.start}); save it as UTF-8 CSV") from exc
 
 
 def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
@@ -115,7 +135,7 @@ def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
     counts: Counter[tuple[str, str]] = Counter()
     segments = []
     for path in files:
-        for line, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        for line, text in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
             if not text.strip():
                 continue
             where = f"{path}:{line}"
@@ -130,13 +150,13 @@ def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
             label = f"{match['verb'].strip()}_{match['objects'].strip()}"
             fields = {"video": path.stem, "user": path.stem[:2], "label": GTEA_RENAMES.get(label, label),
                       "start": str(start - 1), "end": str(end - 1)}
-            segments.append(_segment(fields, videos, counts, where))
+            segments.append(_segment(fields, videos, counts, where, numbered_from=1))
     if not segments:
         raise DataError(f"{annotations}: no annotated segments")
     return segments
 
 
-def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str) -> Segment:
+def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str, numbered_from: int = 0) -> Segment:
     for column in ("user", "label"):
         value = fields[column]
         if not value or "/" in value or "\\" in value or value.startswith("."):
@@ -147,7 +167,8 @@ def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str) ->
     video = _find_video(base, fields["video"], where)
     counts[fields["user"], fields["label"]] += 1
     return Segment(video=video, source=fields["video"], user=fields["user"], label=fields["label"],
-                   instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end)
+                   instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end,
+                   origin=where, numbered_from=numbered_from)
 
 
 def _frame_number(text: str, column: str, where: str) -> int | None:

@@ -8,7 +8,9 @@ Why it is shaped this way:
 * Atomic samples: a sample is written under ``ROOT/.tmp/<user>__<class>__<instance>/`` in the same
   layout, then each of its top folders (frames+maps, flow x, flow y) is renamed into place, then its
   manifest row is written with status ``ok``. A sample is complete only when all its folders exist
-  *and* the manifest says ok and names the same source; anything else is removed and redone. So a
+  *and* the manifest says ok and names the same source (video, segment, and the video's size and
+  mtime, so a video replaced at the same path is redone; where only the mtime differs, a SHA-1 of the
+  file decides, so a video rewritten with the same bytes is kept); anything else is removed and redone. So a
   run killed at any moment (even ``kill -9``) resumes with only what is missing.
 * The manifest is rewritten whole (temporary file + rename) under a file lock at every sample, so
   workers and the shards of a job array on one file system can share one ``manifest.csv``.
@@ -19,7 +21,9 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -47,6 +51,8 @@ from fpar.prepare.motion_maps import MotionRule, motion_map
 from fpar.prepare.video import Size, decode, write_image
 
 MIN_FRAMES = 2  # one flow needs two frames
+FINGERPRINT_COLUMNS = ("video_bytes", "video_mtime_ns", "video_sha1")
+LEGACY_MANIFEST_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c not in FINGERPRINT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class SampleResult:
     frames: int
     flows: int
     error: str = ""  # empty: ok
+    video_id: dict[str, str] = field(default_factory=dict)  # the video's fingerprint (`identify`) when read
 
     @property
     def ok(self) -> bool:
@@ -110,6 +117,7 @@ class PrepareReport:
 
     samples: int = 0
     skipped: int = 0
+    changed: int = 0  # of those to do: done before, but their video changed since
     done: int = 0
     frames: int = 0
     seconds: float = 0.0
@@ -118,10 +126,16 @@ class PrepareReport:
     def summary(self) -> list[str]:
         """Lines for the terminal: counts, then one line per failed sample with path and reason."""
         rate = self.frames / self.seconds if self.seconds else 0.0
-        lines = [f"{self.samples} samples: {self.done} prepared ({self.frames} frames, {rate:.1f} frames/s), "
-                 f"{self.skipped} already complete, {len(self.failed)} failed"]
-        lines += [f"  failed {sample} ({video}): {reason}" for video, sample, reason in self.failed]
+        changed = f" ({self.changed} redone because their video changed)" if self.changed else ""
+        lines = [f"{_plural(self.samples, 'sample')}: {self.done} prepared{changed} ({self.frames} frames, "
+                 f"{rate:.1f} frames/s), {self.skipped} already complete, {len(self.failed)} failed"]
+        lines += [f"  failed {sample} ({video}): {reason.removeprefix(f'{video}: ')}"
+                  for video, sample, reason in self.failed]
         return lines
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 # ---- settings, shards, manifest -----------------------------------------------------------------
@@ -146,14 +160,30 @@ def load_settings(root: Path) -> PrepareSettings | None:
 
 def _claim_root(root: Path, settings: PrepareSettings) -> None:
     """Record the settings in a new root; refuse to mix settings in an existing one."""
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: --out must be a folder (new or prepared before), but this is a file")
     previous = load_settings(root)
     if previous is None:
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{root}: cannot create the output folder ({exc.strerror or exc})") from exc
         _write_atomic(root / PREPARE_SETTINGS_NAME, json.dumps(settings.to_json(), indent=2) + "\n")
     elif previous.to_json() != settings.to_json():
-        changed = [k for k, v in settings.to_json().items() if previous.to_json()[k] != v]
+        old, new = previous.to_json(), settings.to_json()
+        changed = [f"{k}: root has {_setting(old[k])}, this run asks {_setting(v)}" for k, v in new.items()
+                   if old[k] != v]
         raise DataError(f"{root / PREPARE_SETTINGS_NAME}: this root was prepared with other settings "
-                        f"({', '.join(changed)} differ); use a new --out folder or delete this one")
+                        f"({'; '.join(changed)}); use a new --out folder or delete this one")
+
+
+def _setting(value: object) -> str:
+    """A setting as the user gives it: 320x240, dis, none."""
+    if isinstance(value, list) and len(value) == 2:
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "native" if value is None else str(value)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -169,9 +199,12 @@ def read_manifest(root: Path) -> dict[tuple[str, str, str], dict[str, str]]:
         return {}
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+        header = tuple(reader.fieldnames or ())
+        if header not in (MANIFEST_COLUMNS, LEGACY_MANIFEST_COLUMNS):
             raise DataError(f"{path}: header must be {','.join(MANIFEST_COLUMNS)}")
-        return {(r["user"], r["class"], r["instance"]): r for r in reader}
+        # a manifest written before the video fingerprint was recorded: its samples count as changed
+        return {(r["user"], r["class"], r["instance"]): {c: r.get(c) or "" for c in MANIFEST_COLUMNS}
+                for r in reader}
 
 
 @contextmanager
@@ -183,10 +216,13 @@ def _manifest_lock(root: Path) -> Iterator[None]:
 
 def record(root: Path, results: list[SampleResult]) -> None:
     """Write these samples' rows into the manifest (read, update, atomic rewrite, under a lock)."""
+    _update_manifest(root, {result.segment.key: _row(result) for result in results})
+
+
+def _update_manifest(root: Path, updates: dict[tuple[str, str, str], dict[str, str]]) -> None:
     with _manifest_lock(root):
         rows = read_manifest(root)
-        for result in results:
-            rows[result.segment.key] = _row(result)
+        rows.update(updates)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -198,7 +234,8 @@ def _row(result: SampleResult) -> dict[str, str]:
     user, label, instance = result.segment.key
     return {"user": user, "class": label, "instance": instance, "frames": str(result.frames),
             "flows": str(result.flows), "status": "ok" if result.ok else "failed",
-            "error": result.error, **_source(result.segment)}
+            "error": result.error, **_source(result.segment), **dict.fromkeys(FINGERPRINT_COLUMNS, ""),
+            **result.video_id}
 
 
 def _source(segment: Segment) -> dict[str, str]:
@@ -206,17 +243,68 @@ def _source(segment: Segment) -> dict[str, str]:
             "end": "" if segment.end is None else str(segment.end)}
 
 
+def fingerprint(video: Path) -> dict[str, str]:
+    """A cheap identity of a video file: its size and modification time (empty if it is missing)."""
+    try:
+        stat = Path(video).stat()
+    except OSError:
+        return {"video_bytes": "", "video_mtime_ns": ""}
+    return {"video_bytes": str(stat.st_size), "video_mtime_ns": str(stat.st_mtime_ns)}
+
+
+def digest(video: Path) -> str:
+    """SHA-1 of a video file's bytes ("" if it cannot be read)."""
+    sha = hashlib.sha1()
+    try:
+        with open(video, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                sha.update(chunk)
+    except OSError:
+        return ""
+    return sha.hexdigest()
+
+
+def identify(video: Path) -> dict[str, str]:
+    """The manifest's record of a video: size, mtime and SHA-1."""
+    return {**fingerprint(video), "video_sha1": digest(video)}
+
+
 def _row_order(key: tuple[str, str, str]) -> tuple:
     user, label, instance = key
     return user, label, instance_order(instance)
 
 
-def is_complete(root: Path, segment: Segment, manifest: dict) -> bool:
-    """Done earlier with the same source: manifest says ok and every folder of the sample exists."""
+def is_complete(root: Path, segment: Segment, manifest: dict, digests: dict[Path, str] | None = None) -> bool:
+    """Done earlier with the same source (video, segment, and the same video file: `same_video`):
+    manifest says ok and every folder of the sample exists. `digests` caches SHA-1s by video."""
+    return (_done_from(segment, manifest) and all(p.is_dir() for p in COURSE.sample_roots(root, *segment.key))
+            and same_video(manifest[segment.key], segment.video, digests))
+
+
+def _done_from(segment: Segment, manifest: dict) -> bool:
     row = manifest.get(segment.key)
     return (row is not None and row["status"] == "ok"
-            and all(row[k] == v for k, v in _source(segment).items())
-            and all(p.is_dir() for p in COURSE.sample_roots(root, *segment.key)))
+            and all(row[k] == v for k, v in _source(segment).items()))
+
+
+def same_video(row: dict[str, str], video: Path, digests: dict[Path, str] | None = None) -> bool:
+    """The video file is the one the manifest row recorded: same size, and same mtime or else the
+    same SHA-1 (read only then: a video rewritten with the same bytes is the same video)."""
+    now = fingerprint(video)
+    if not now["video_bytes"] or row["video_bytes"] != now["video_bytes"]:
+        return False
+    if row["video_mtime_ns"] == now["video_mtime_ns"]:
+        return True
+    digests = {} if digests is None else digests
+    if video not in digests:
+        digests[video] = digest(video)
+    return bool(row["video_sha1"]) and digests[video] == row["video_sha1"]
+
+
+def video_changed(segment: Segment, manifest: dict, digests: dict[Path, str] | None = None) -> bool:
+    """The manifest says this sample was done from the same video path and segment, but the video
+    file differs (replaced or re-encoded since; or not recorded, by an older fpar)."""
+    return _done_from(segment, manifest) and not same_video(manifest[segment.key], segment.video, digests)
 
 
 # ---- one sample, one video ----------------------------------------------------------------------
@@ -302,6 +390,7 @@ def run_video(root: Path, settings: PrepareSettings, job: VideoJob) -> list[Samp
     ends = [s.end for s in job.segments]
     last = None if None in ends else max(ends)
     results: list[SampleResult] = []
+    video_id = identify(job.video)  # before decoding: what was read is at least this old
 
     def close(writer: SampleWriter, reason: str | None = None) -> None:
         open_writers.remove(writer)
@@ -309,6 +398,7 @@ def run_video(root: Path, settings: PrepareSettings, job: VideoJob) -> list[Samp
             result = writer.fail(reason) if reason else writer.finish()
         except Exception as exc:  # noqa: BLE001 - any failure of one sample must not stop the others
             result = writer.fail(_reason(exc))
+        result = dataclasses.replace(result, video_id=video_id)
         record(root, [result])
         results.append(result)
 
@@ -331,8 +421,16 @@ def run_video(root: Path, settings: PrepareSettings, job: VideoJob) -> list[Samp
         if writer.segment.end is None:
             close(writer)
         else:
-            close(writer, f"segment ends at frame {writer.segment.end} but the video has {seen} frames")
+            close(writer, _past_the_end(writer.segment, seen))
     return results
+
+
+def _past_the_end(segment: Segment, seen: int) -> str:
+    """The failure of a segment that ends after the video, in the user's own frame numbers."""
+    base = segment.numbered_from
+    counted = f" (frames counted from {base})" if base else ""
+    where = f"{segment.origin}: " if segment.origin else ""
+    return f"{where}segment ends at frame {segment.end + base}{counted} but the video has {seen} frames"
 
 
 def _reason(exc: Exception) -> str:
@@ -364,14 +462,16 @@ def prepare(labels: Path, out: Path, settings: PrepareSettings = PrepareSettings
     _claim_root(out, settings)
     manifest = read_manifest(out)
     report = PrepareReport(samples=sum(len(j.segments) for j in jobs))
-    todo = []
+    todo, digests = [], {}
     for job in jobs:
-        missing = tuple(s for s in job.segments if not is_complete(out, s, manifest))
+        missing = tuple(s for s in job.segments if not is_complete(out, s, manifest, digests))
         report.skipped += len(job.segments) - len(missing)
+        report.changed += sum(video_changed(s, manifest, digests) for s in missing)
         if missing:
             todo.append(VideoJob(job.video, missing))
+    _refresh_mtimes(out, jobs, manifest, digests)
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="video", disable=not progress, desc="prepare") as bar:
+    with tqdm(total=len(todo), unit="video", disable=not progress or not todo, desc="prepare") as bar:
         for job, results in _run_jobs(out, settings, todo, workers or os.cpu_count() or 1):
             _account(report, job, results)
             bar.update(1)
@@ -379,6 +479,20 @@ def prepare(labels: Path, out: Path, settings: PrepareSettings = PrepareSettings
     report.seconds = time.perf_counter() - start
     _remove_if_empty(out / PREPARE_TEMP_NAME)
     return report
+
+
+def _refresh_mtimes(root: Path, jobs: list[VideoJob], manifest: dict, digests: dict[Path, str]) -> None:
+    """Record the new mtime of videos found the same by their SHA-1, so the next run need not read them."""
+    updates = {}
+    for job in jobs:
+        if job.video in digests:
+            now = fingerprint(job.video)
+            for segment in job.segments:
+                row = manifest.get(segment.key)
+                if row and row["video_sha1"] == digests[job.video] and row["video_mtime_ns"] != now["video_mtime_ns"]:
+                    updates[segment.key] = {**row, **now}
+    if updates:
+        _update_manifest(root, updates)
 
 
 def _run_jobs(root: Path, settings: PrepareSettings, jobs: list[VideoJob],

@@ -14,17 +14,22 @@ labels file; `prepare` itself never reads the ground truth.
   frames (sum of intersections / sum of unions, so frames where little moves weigh little; the mean
   of per-frame IoUs is reported beside it). Target: >= 0.5.
 
+`fpar prepare --evaluate` (and `fpar demo`) write the scores to ``ROOT/quality.json`` (`Quality.save`).
+
 The ground truth is at the video's resolution; it is resized to the frames' size the way frames
 are (area interpolation of the 0/1 mask, moving where >= 0.5), so both speak of the same pixels.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from fpar.data.images import read_image
 from fpar.data.layout import COURSE
@@ -37,6 +42,7 @@ from fpar.prepare.pipeline import PrepareSettings, load_settings, read_manifest
 
 RESIDUAL_TARGET = 1 / 3  # warp residual / plain residual, at most
 IOU_TARGET = 0.5
+QUALITY_NAME = "quality.json"  # in the prepared root
 
 
 @dataclass
@@ -81,6 +87,14 @@ class Quality:
     def to_dict(self) -> dict:
         return {**asdict(self), "residual_ratio": self.residual_ratio, "targets_met": self.targets_met}
 
+    def save(self, root: Path) -> Path:
+        """Write the scores as JSON to ``root/quality.json`` (replacing an earlier one); return its path."""
+        path = Path(root) / QUALITY_NAME
+        temp = path.with_name(f".{path.name}.{os.getpid()}")
+        temp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(temp, path)
+        return path
+
 
 class _Totals:
     """Running sums over all pairs and frames."""
@@ -112,8 +126,9 @@ class _Totals:
             self.frame_ious.append(inter / union)
 
 
-def evaluate(labels: Path, root: Path, videos: Path | None = None) -> Quality:
-    """Score every ok sample of `root` listed in `labels`, whose gt lies beside `labels`."""
+def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: bool = False) -> Quality:
+    """Score every ok sample of `root` listed in `labels`, whose gt lies beside `labels`; `progress`
+    shows a progress bar (samples)."""
     settings = load_settings(root)
     if settings is None:
         raise DataError(f"{root}: not prepared by `fpar prepare` (no settings file)")
@@ -123,7 +138,7 @@ def evaluate(labels: Path, root: Path, videos: Path | None = None) -> Quality:
         raise DataError(f"{root}: no prepared samples of {labels} to evaluate")
     flow = dense_flow(settings.flow)
     totals = _Totals()
-    for segment in done:
+    for segment in tqdm(done, unit="sample", desc="evaluate", disable=not progress):
         gt = ground_truth_path(Path(labels).parent, segment.source)
         if not gt.is_file():
             raise DataError(f"{gt}: no ground truth for {segment.source}; evaluation needs data made by `fpar synth`")
