@@ -172,11 +172,7 @@ def check_model_config(cfg: ModelConfig) -> ModelConfig:
     """
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"expected a ModelConfig, got {type(cfg).__name__}")
-    try:
-        values = OmegaConf.to_container(OmegaConf.create(vars(cfg)))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"ModelConfig: {_one_line(exc)}") from exc
-    checked = from_dict(ModelConfig, values)  # type: ignore[arg-type]
+    checked = from_dict(ModelConfig, vars(cfg))
     for key, least in _MODEL_MINIMA.items():
         value = getattr(checked, key)
         if value < least:

@@ -163,17 +163,6 @@ def test_a_changed_video_redoes_its_samples_and_says_so(raw: Path, tmp_path: Pat
     assert prepare(tmp_path / "labels.csv", root, SETTINGS, workers=1, progress=False).changed == 1
 
 
-def test_a_manifest_without_video_fingerprints_is_read_and_its_samples_redone(raw: Path, clean: Path,
-                                                                               tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    shutil.copytree(clean, root)
-    lines = (root / "manifest.csv").read_text().splitlines()  # as an fpar before the fingerprint wrote it
-    (root / "manifest.csv").write_text("\n".join(",".join(l.split(",")[:-3]) for l in lines) + "\n")
-    report = prepare(raw / "labels.csv", root, SETTINGS, workers=1, progress=False)
-    assert (report.done, report.changed, report.failed) == (5, 5, [])
-    assert _files(root) == _files(clean)
-
-
 def test_out_that_is_a_file_is_one_data_error_naming_it(raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     out.write_text("not a folder")

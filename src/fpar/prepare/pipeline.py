@@ -52,7 +52,6 @@ from fpar.prepare.video import Size, decode, write_image
 
 MIN_FRAMES = 2  # one flow needs two frames
 FINGERPRINT_COLUMNS = ("video_bytes", "video_mtime_ns", "video_sha1")
-LEGACY_MANIFEST_COLUMNS = tuple(c for c in MANIFEST_COLUMNS if c not in FINGERPRINT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -199,12 +198,9 @@ def read_manifest(root: Path) -> dict[tuple[str, str, str], dict[str, str]]:
         return {}
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        header = tuple(reader.fieldnames or ())
-        if header not in (MANIFEST_COLUMNS, LEGACY_MANIFEST_COLUMNS):
+        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
             raise DataError(f"{path}: header must be {','.join(MANIFEST_COLUMNS)}")
-        # a manifest written before the video fingerprint was recorded: its samples count as changed
-        return {(r["user"], r["class"], r["instance"]): {c: r.get(c) or "" for c in MANIFEST_COLUMNS}
-                for r in reader}
+        return {(r["user"], r["class"], r["instance"]): r for r in reader}
 
 
 @contextmanager
@@ -303,7 +299,7 @@ def same_video(row: dict[str, str], video: Path, digests: dict[Path, str] | None
 
 def video_changed(segment: Segment, manifest: dict, digests: dict[Path, str] | None = None) -> bool:
     """The manifest says this sample was done from the same video path and segment, but the video
-    file differs (replaced or re-encoded since; or not recorded, by an older fpar)."""
+    file differs (replaced or re-encoded since)."""
     return _done_from(segment, manifest) and not same_video(manifest[segment.key], segment.video, digests)
 
 
