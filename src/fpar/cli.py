@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 data_app = typer.Typer(help="Inspect and validate dataset roots.", no_args_is_help=True)
 
@@ -106,7 +107,7 @@ def synth_verb(
 
     A hand takes, puts, shakes, stirs or pours a cup, box or bottle on each user's own table top,
     filmed by a moving head camera.
-    gt/<video>.npz holds what really moves (moving, T x H x W) and the camera (T x 3 x 3
+    `gt/<video>.npz` holds what really moves (moving, T x H x W) and the camera (T x 3 x 3
     homographies from frame 0); training never reads it.
     take_X and put_X differ only in time order; classes of one verb differ only in the object.
 
@@ -132,7 +133,7 @@ def prepare_verb(
     out: Annotated[Path, typer.Option("--out", help="Dataset root to write (GTEA61 course layout + manifest.csv).")],
     labels: Annotated[Optional[Path], typer.Option(
         "--labels", help="Labels of a --videos folder: a labels.csv, or raw GTEA annotations (a folder of "
-                         "<video stem>.txt files with lines '<verb><object> (start-end)', or one such file).",
+                         "`<video stem>.txt` files with lines `<verb><object> (start-end)`, or one such file).",
         show_default="FOLDER/labels.csv, else FOLDER's *.txt")] = None,
     size: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT (frames are stretched to it), or native.")]
     = format_size(DEFAULT_FRAME_SIZE),
@@ -143,7 +144,7 @@ def prepare_verb(
     warp: Annotated[bool, typer.Option("--warp/--plain", help="Remove the camera's motion (homography) "
                                                               "before dense flow, or not.")] = True,
     hand_masks: Annotated[Optional[Path], typer.Option(
-        "--hand-masks", help="Folder of masks kept out of the camera estimate: <video stem>/<frame>.png, "
+        "--hand-masks", help="Folder of masks kept out of the camera estimate: `<video stem>/<frame>.png`, "
                              "white = exclude.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Videos prepared at once.", show_default="all cores")]
     = None,
