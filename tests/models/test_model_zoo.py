@@ -186,7 +186,7 @@ def test_bf16_autocast_forward_backward(name: str) -> None:
 
 
 def _compiled_step(name: str, backend: str, **options: str) -> None:
-    """Compiled forward and backward match eager; a new batch of the same shapes (other labels and
+    """Compiled forward matches eager and its backward runs; a new batch of the same shapes (other labels and
     sample ids) reuses the compiled graph."""
     cfg = small_config(name, **options)
     model = build_model(cfg).eval()  # eval: dropout would make eager and compiled differ
