@@ -169,7 +169,7 @@ def prepare_verb(
 
       fpar prepare --videos gtea/videos --labels gtea/labels --out data/gtea61 --shard 1/4
     """
-    from fpar.prepare.labels import resolve_inputs
+    from fpar.io.labels import resolve_inputs
     from fpar.prepare.pipeline import PrepareSettings, parse_shard, prepare
 
     labels_file, videos_dir = resolve_inputs(videos, labels)

@@ -23,11 +23,11 @@ from fpar.data.synthetic import (
     config_from_options,
     ground_truth_path,
     load_ground_truth,
-    read_video,
     synthesize,
 )
 from fpar.data.synthetic.motion import action_track
 from fpar.errors import DataError, FparError
+from fpar.io.video import read_video
 
 TINY = SynthConfig.tiny()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fpar.data.synthetic import dataset as synthetic_video
+from fpar.io import video as media
 
 WIDTH, HEIGHT = 96, 72
 
@@ -50,5 +50,5 @@ def render(n: int, blob: bool = True, seed: int = 0) -> tuple[list[np.ndarray], 
 
 def write_video(path: Path, frames: list[np.ndarray]) -> Path:
     """H.264 at high quality (CRF 12), as raw videos come; the library's writer."""
-    synthetic_video.write_video(path, np.stack(frames), fps=10, crf=12)
+    media.write_video(path, np.stack(frames), fps=10, crf=12)
     return path

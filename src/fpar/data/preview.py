@@ -15,8 +15,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fpar.data.layout import LABELS_NAME
-from fpar.data.synthetic import ground_truth_path, load_ground_truth, read_video
+from fpar.data.synthetic import ground_truth_path, load_ground_truth
 from fpar.errors import DataError
+from fpar.io.labels import read_labels
+from fpar.io.video import read_video
 
 MASK_COLOUR = np.array([255, 40, 40], dtype=np.float32)
 
@@ -56,9 +58,6 @@ def overlay(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.3) -> np.ndarr
 
 def _pick_clips(labels_csv: Path, n_clips: int) -> list[tuple[Path, str]]:
     """(video path, label) of up to `n_clips` clips, cycling through classes and users to show both."""
-    # `prepare` builds on `data`: imported here so `data` never imports `prepare` at import time
-    from fpar.prepare.labels import read_labels
-
     if not labels_csv.is_file():
         raise DataError(f"{labels_csv}: not found (run `fpar synth` first)")
     rows = [(segment.video, segment.user, segment.label) for segment in read_labels(labels_csv)]

@@ -13,7 +13,6 @@ The app and CAM call `load_model(path)` and need nothing else. The trainer's par
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from fpar import __version__
 from fpar.config import ModelConfig, from_dict, to_dict
 from fpar.errors import CheckpointError, FparError
+from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
 from fpar.models.safe_load import load_weights_only, one_line
 
@@ -106,9 +106,7 @@ def save_checkpoint(
         "state_dict": model.state_dict(),
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:

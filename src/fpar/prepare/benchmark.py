@@ -20,8 +20,8 @@ from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import DataError
 from fpar.options import DEFAULT_FRAME_SIZE
 from fpar.prepare.flow import FLOW_METHODS, FlowComputer, dense_flow, to_gray
-from fpar.prepare.labels import read_labels
-from fpar.prepare.video import Size, decode
+from fpar.io.labels import read_labels
+from fpar.io.video import Size, decode
 
 
 @dataclass(frozen=True)

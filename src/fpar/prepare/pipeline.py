@@ -44,11 +44,12 @@ from fpar.data.images import read_image
 from fpar.data.layout import (COURSE, MANIFEST_COLUMNS, MANIFEST_LOCK_NAME, MANIFEST_NAME, MAP_THRESHOLD,
                               PREPARE_SETTINGS_NAME, PREPARE_TEMP_NAME, instance_order)
 from fpar.errors import DataError, one_line
+from fpar.io.atomic import write_atomic
 from fpar.options import DEFAULT_FRAME_SIZE, DEFAULT_FLOW, check_flow_method
 from fpar.prepare.flow import DEFAULT_BOUND, FlowComputer, quantise, to_gray
-from fpar.prepare.labels import Segment, read_labels
+from fpar.io.labels import Segment, read_labels
 from fpar.prepare.motion_maps import MotionRule, motion_map
-from fpar.prepare.video import Size, decode, write_image
+from fpar.io.video import Size, decode, write_image
 
 MIN_FRAMES = 2  # one flow needs two frames
 FINGERPRINT_COLUMNS = ("video_bytes", "video_mtime_ns", "video_sha1")
@@ -167,7 +168,7 @@ def _claim_root(root: Path, settings: PrepareSettings) -> None:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataError(f"{root}: cannot create the output folder ({exc.strerror or exc})") from exc
-        _write_atomic(root / PREPARE_SETTINGS_NAME, json.dumps(settings.to_json(), indent=2) + "\n")
+        write_atomic(root / PREPARE_SETTINGS_NAME, json.dumps(settings.to_json(), indent=2) + "\n")
     elif previous.to_json() != settings.to_json():
         old, new = previous.to_json(), settings.to_json()
         changed = [f"{k}: root has {_setting(old[k])}, this run asks {_setting(v)}" for k, v in new.items()
@@ -183,12 +184,6 @@ def _setting(value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return "native" if value is None else str(value)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 def read_manifest(root: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -223,7 +218,7 @@ def _update_manifest(root: Path, updates: dict[tuple[str, str, str], dict[str, s
         writer = csv.DictWriter(buffer, MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows[k] for k in sorted(rows, key=_row_order))
-        _write_atomic(Path(root) / MANIFEST_NAME, buffer.getvalue())
+        write_atomic(Path(root) / MANIFEST_NAME, buffer.getvalue())
 
 
 def _row(result: SampleResult) -> dict[str, str]:

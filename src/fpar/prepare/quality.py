@@ -23,7 +23,6 @@ are (area interpolation of the 0/1 mask, moving where >= 0.5), so both speak of 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,8 +34,9 @@ from fpar.data.images import read_image
 from fpar.data.layout import COURSE
 from fpar.data.synthetic import ground_truth_path, load_ground_truth
 from fpar.errors import DataError
+from fpar.io.atomic import write_atomic
 from fpar.prepare.flow import DenseFlow, dense_flow, dequantise, estimate_homography, quantise, to_gray
-from fpar.prepare.labels import Segment, read_labels
+from fpar.io.labels import Segment, read_labels
 from fpar.prepare.motion_maps import is_moving
 from fpar.prepare.pipeline import PrepareSettings, load_settings, read_manifest
 
@@ -90,10 +90,7 @@ class Quality:
     def save(self, root: Path) -> Path:
         """Write the scores as JSON to ``root/quality.json`` (replacing an earlier one); return its path."""
         path = Path(root) / QUALITY_NAME
-        temp = path.with_name(f".{path.name}.{os.getpid()}")
-        temp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(temp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 class _Totals:

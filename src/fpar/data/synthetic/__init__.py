@@ -28,7 +28,6 @@ _SOURCES = {
     "config_from_options": "dataset",
     "ground_truth_path": "dataset",
     "load_ground_truth": "dataset",
-    "read_video": "dataset",
     "synthesize": "dataset",
 }
 
@@ -47,7 +46,6 @@ __all__ = [
     "config_from_options",
     "ground_truth_path",
     "load_ground_truth",
-    "read_video",
     "split_class",
     "synthesize",
 ]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import av
 import numpy as np
 from tqdm import tqdm
 
@@ -33,6 +32,7 @@ from fpar.data.synthetic.presets import (  # noqa: F401 (re-exported)
 )
 from fpar.data.synthetic.render import render_clip
 from fpar.errors import DataError
+from fpar.io.video import write_video
 from fpar.options import parse_list, parse_size
 
 VIDEOS_DIR = "videos"
@@ -144,33 +144,6 @@ def _make_clip(job: tuple[Path, SynthConfig, str, str, str]) -> tuple[str, str, 
     write_video(out / video, clip.frames, cfg.fps)
     save_ground_truth(out / GT_DIR / f"{video_id}.npz", clip.moving, clip.camera)
     return video.as_posix(), user, label
-
-
-def write_video(path: Path, frames: np.ndarray, fps: int, crf: int = 20) -> None:
-    """(T, H, W, 3) uint8 RGB -> H.264 mp4 at a high quality (CRF 20 by default), so the ground truth
-    still fits."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        # One encoder thread: clips already run in parallel, and the output never depends on timing.
-        stream.options = {"crf": str(crf), "preset": "superfast", "threads": "1"}
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a video as (T, H, W, 3) uint8 RGB; DataError naming the file if unreadable.
-
-    A stack over `fpar.prepare.video.decode`, the one video decoder. It is imported here, not at the
-    top: `prepare` builds on `data` (layout, images), so `data` never imports `prepare` at import time.
-    """
-    from fpar.prepare.video import decode
-
-    frames = [frame for _, frame in decode(Path(path), None)]
-    if not frames:
-        raise DataError(f"{path}: no frames")
-    return np.stack(frames)
 
 
 def ground_truth_path(synth_dir: str | Path, video: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fpar.errors import DataError
-from fpar.prepare.labels import read_labels, resolve_inputs
+from fpar.io.labels import read_labels, resolve_inputs
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fpar.errors import DataError
-from fpar.prepare.video import decode
+from fpar.io.video import decode
 
 
 def test_decode_names_a_missing_video(tmp_path: Path) -> None:
