@@ -170,7 +170,7 @@ def prepare_verb(
       fpar prepare --videos gtea/videos --labels gtea/labels --out data/gtea61 --shard 1/4
     """
     from fpar.io.labels import resolve_inputs
-    from fpar.prepare.pipeline import PrepareSettings, parse_shard, prepare
+    from fpar.prepare import PrepareSettings, parse_shard, prepare
 
     labels_file, videos_dir = resolve_inputs(videos, labels)
     settings = PrepareSettings(size=parse_size(size, allow_native=True), flow=flow, bound=bound, warp=warp, hand_masks=hand_masks)

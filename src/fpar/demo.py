@@ -19,13 +19,12 @@ from torch.utils.data import DataLoader
 from fpar.config import DataConfig, ModelConfig
 from fpar.data.check import check_root, print_report
 from fpar.data.datasets import make_dataset
-from fpar.data.layout import Discovery, class_names
+from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, Discovery, class_names
 from fpar.data.preview import contact_sheet
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import FparError
 from fpar.models import build_model, list_models
-from fpar.prepare.pipeline import PrepareSettings, prepare
-from fpar.prepare.quality import evaluate
+from fpar.prepare import PrepareSettings, evaluate, prepare
 
 
 def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | None = None) -> dict[str, Path]:
@@ -33,14 +32,14 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | No
     what it wrote where (the final table)."""
     console = console or Console()
     out = Path(out)
-    raw, prepared = out / "synth", out / "prepared"
+    raw, prepared = out / DEMO_SYNTH_DIR, out / DEMO_PREPARED_DIR
     synth_cfg = dataclasses.replace(SynthConfig.tiny() if tiny else SynthConfig(), seed=seed)
 
     console.rule("1. synthetic egocentric videos (fpar synth)")
     summary = synthesize(raw, synth_cfg)
     console.print(f"{summary.videos} videos of {len(summary.classes)} classes by users {', '.join(summary.users)}, "
                   f"{summary.frames} frames at {summary.width}x{summary.height}, in {summary.seconds:.1f} s -> {raw}")
-    sheet = contact_sheet(raw, out / "synth_contact_sheet.png")
+    sheet = contact_sheet(raw, out / DEMO_CONTACT_SHEET_NAME)
     console.print(f"contact sheet of frames and their true moving masks: {sheet}")
 
     console.rule("2. frames, warp flow and motion maps (fpar prepare)")
@@ -52,7 +51,7 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, console: Console | No
     quality = evaluate(summary.labels, prepared)
     for line in quality.lines():
         console.print(line, highlight=False)
-    quality_path = quality.save(prepared)  # the same file as `fpar prepare --evaluate`: prepared/quality.json
+    quality_path = quality.save(prepared)  # the same file as `fpar prepare --evaluate`
 
     console.rule("3. the prepared root (fpar data check)")
     check = check_root(prepared, frames=DataConfig.frames, flow_stack=DataConfig.flow_stack)

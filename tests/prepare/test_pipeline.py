@@ -16,9 +16,9 @@ import sys
 
 from prepare_helpers import render, write_video
 from fpar.cli import app
-from fpar.data.layout import COURSE, PREPARE_TEMP_NAME, discover
+from fpar.data.layout import COURSE, PREPARE_TEMP_NAME, discover, read_manifest
 from fpar.errors import DataError
-from fpar.prepare.pipeline import PrepareSettings, prepare, read_manifest
+from fpar.prepare.pipeline import PrepareSettings, prepare
 from fpar.data.images import read_image
 
 SETTINGS = PrepareSettings(size=(64, 48))

@@ -41,6 +41,7 @@ from fpar.data.layout import (
     layouts_present,
     split_by_user,
     unusable_reason,
+    unvouched,
 )
 from fpar.errors import ConfigError, DataError, one_line
 
@@ -130,7 +131,7 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
     found = discover(root, layout)
     if not found.samples:
         raise DataError(_nothing_found(found))
-    problems = list(found.problems)
+    problems = list(found.problems) + unvouched(found)
     for sample in found.samples:
         problems += _count_problems(found, sample, frames, flow_stack)
     if read_images:

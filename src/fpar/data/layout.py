@@ -23,6 +23,7 @@ number (0 or 1) only matters when writing, and `Layout.path` is the one place th
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,13 +35,28 @@ from fpar.errors import DataError
 
 MODALITIES = ("rgb", "flow_x", "flow_y", "mmaps")
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_LOCK_NAME = f".{MANIFEST_NAME}.lock"  # `fpar prepare` workers take turns rewriting the manifest
 LABELS_NAME = "labels.csv"
 # manifest.csv, one row a sample: counts, status ("ok" / "failed") and the source it came from
 MANIFEST_COLUMNS = ("user", "class", "instance", "frames", "flows", "status", "error", "video", "start", "end",
                     "video_bytes", "video_mtime_ns", "video_sha1")  # the video's identity: a changed one is redone
 PREPARE_SETTINGS_NAME = "prepare.json"  # the options a root was prepared with (resume must match)
-PREPARE_TEMP_NAME = ".tmp"  # work folders of `fpar prepare`, renamed into place when complete
+QUALITY_NAME = "quality.json"  # scores of `fpar prepare --evaluate` in a prepared root
+# While `fpar prepare` runs (all gone from a finished root):
+MANIFEST_JOURNAL_NAME = ".manifest.journal"  # rows appended as samples finish; folded into manifest.csv
+MANIFEST_LOCK_NAME = ".manifest.lock"  # runs and workers take turns with the journal and manifest.csv
+RUN_LOCK_NAME = ".prepare-{shard}.lock"  # one run per root and shard ("1of4"); holds the run's PID
+PREPARE_TEMP_NAME = ".tmp"  # ROOT/.tmp/<run id>/: one run's work folders, renamed into place when complete
+RUN_ID = "{shard}.{pid}"  # a run's work folder in PREPARE_TEMP_NAME: its shard and main process
+WORKERS_LOCK_NAME = ".workers.lock"  # in a run's work folder: held (shared) by each of its live processes
+# `--hand-masks DIR`: DIR/<video stem>/<frame index counted from 0>.png, e.g. 0003.png or 3.png
+HAND_MASK_PATTERN = re.compile(r"(\d+)\.png")
+# `fpar synth` output: OUT/labels.csv, OUT/videos/<id>.mp4, OUT/gt/<id>.npz
+SYNTH_VIDEOS_DIR = "videos"
+SYNTH_GT_DIR = "gt"
+# `fpar demo --out OUT`: OUT/synth/ (fpar synth), OUT/prepared/ (fpar prepare), the contact sheet
+DEMO_SYNTH_DIR = "synth"
+DEMO_PREPARED_DIR = "prepared"
+DEMO_CONTACT_SHEET_NAME = "synth_contact_sheet.png"
 # Motion maps (and hand masks) are 8-bit grayscale: 255 moving (or masked), 0 not; a pixel counts as
 # moving where its value is above this, which also survives a resize with interpolation.
 MAP_THRESHOLD = 127
@@ -272,6 +288,65 @@ def discover(root: str | Path, layout: str = "auto") -> Discovery:
 def _key_order(key: tuple[str, str, str]) -> tuple:
     user, label, instance = key
     return user, label, instance_order(instance)
+
+
+ManifestRows = dict[tuple[str, str, str], dict[str, str]]
+
+
+def read_manifest(root: str | Path) -> ManifestRows:
+    """manifest.csv's rows by (user, class, instance); empty if the root has none.
+
+    A file that is not UTF-8 CSV with `MANIFEST_COLUMNS` is a DataError naming it (and the line).
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        f"delete it and re-run fpar prepare") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    lines = text.splitlines()
+    if not lines or lines[0] != ",".join(MANIFEST_COLUMNS):
+        raise DataError(f"{path}:1: header must be {','.join(MANIFEST_COLUMNS)}")
+    return manifest_rows(lines[1:], path, first_line=2)
+
+
+def manifest_rows(lines: list[str], path: Path, first_line: int) -> ManifestRows:
+    """Rows of `MANIFEST_COLUMNS` (CSV lines, no header) by key; later rows replace earlier ones.
+    A line with another number of fields is a DataError naming `path` and the line."""
+    rows: ManifestRows = {}
+    try:
+        for number, values in enumerate(csv.reader(lines), start=first_line):
+            if len(values) != len(MANIFEST_COLUMNS):
+                raise DataError(f"{path}:{number}: expected {len(MANIFEST_COLUMNS)} fields "
+                                f"({','.join(MANIFEST_COLUMNS)}), found {len(values)}")
+            row = dict(zip(MANIFEST_COLUMNS, values))
+            rows[row["user"], row["class"], row["instance"]] = row
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a CSV file ({exc})") from exc
+    return rows
+
+
+def unvouched(found: Discovery) -> list[Problem]:
+    """Instances on disk that a prepared root's manifest does not list as ok: left by a labels row
+    deleted since, or by an `fpar prepare` run that did not finish (its journal is still there).
+    Roots without manifest.csv (e.g. Ego-RNN's) have nothing to vouch for them: no problems."""
+    problems = []
+    journal = found.root / MANIFEST_JOURNAL_NAME
+    if journal.exists():
+        problems.append(Problem(journal, "an `fpar prepare` run is under way or did not finish; re-run it"))
+    manifest = read_manifest(found.root)
+    if not manifest:
+        return problems
+    for sample in found.samples:
+        if manifest.get((sample.user, sample.label, sample.instance), {}).get("status") != "ok":
+            where = found.layout.sample_roots(found.root, sample.user, sample.label, sample.instance)[0]
+            problems.append(Problem(where, f"not listed as ok in {MANIFEST_NAME} (its labels row was removed, "
+                                           f"or a run was interrupted): re-run fpar prepare"))
+    return problems
 
 
 def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], frames: int, flow_stack: int) -> str | None:

@@ -23,8 +23,8 @@ name order), so the numbering does not depend on sharding or on the order jobs f
 from __future__ import annotations
 
 import csv
-import glob
 import io
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ SEGMENT_COLUMNS = ("start", "end")
 # `<verb><object[,object...]> (start-end)`, then anything (GTEA ends its lines with `[n]`)
 GTEA_LINE = re.compile(r"<(?P<verb>[^<>]+)>\s*<(?P<objects>[^<>]+)>\s*\(\s*(?P<start>\d+)\s*-\s*(?P<end>\d+)\s*\)")
 NOT_VIDEOS = (".txt", ".csv")  # annotations may lie beside their videos, under the same stem
+NAME_MAX = 255  # bytes in a file or folder name on common file systems (ext4, APFS, NTFS)
 GTEA_RENAMES = {"stir_cup": "stir_spoon,cup"}  # GTEA61's name for the class (as the reference builds it)
 
 
@@ -67,7 +68,13 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
     `labels` may also be GTEA annotations (a folder of ``.txt`` files, or one): see
     `read_gtea_annotations`.
     """
-    labels = Path(labels)
+    try:
+        return _read_labels(Path(labels), videos)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or labels}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _read_labels(labels: Path, videos: Path | None) -> list[Segment]:
     if labels.is_dir() or labels.suffix.lower() == ".txt":
         default = labels if labels.is_dir() else labels.parent  # videos beside the annotations
         return read_gtea_annotations(labels, Path(videos) if videos is not None else default)
@@ -82,6 +89,7 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
             raise DataError(f"{labels}:1: header must name the columns {','.join(REQUIRED_COLUMNS)}"
                             f"[,start,end]; missing {', '.join(missing)} (header: {','.join(header)})")
         counts: Counter[tuple[str, str]] = Counter()
+        finder = VideoFinder(base)
         segments = []
         for row in reader:
             line = reader.line_num
@@ -91,7 +99,7 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
                 raise DataError(f"{labels}:{line}: expected {len(header)} fields "
                                 f"({','.join(header)}), found {len(row)}")
             fields = {name: cell.strip() for name, cell in zip(header, row)}
-            segments.append(_segment(fields, base, counts, f"{labels}:{line}"))
+            segments.append(_segment(fields, finder, counts, f"{labels}:{line}"))
     if not segments:
         raise DataError(f"{labels}: no samples listed")
     return segments
@@ -133,6 +141,7 @@ def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
     else:
         raise DataError(f"{annotations}: annotation file or folder not found")
     counts: Counter[tuple[str, str]] = Counter()
+    finder = VideoFinder(videos)
     segments = []
     for path in files:
         for line, text in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
@@ -150,21 +159,25 @@ def read_gtea_annotations(annotations: Path, videos: Path) -> list[Segment]:
             label = f"{match['verb'].strip()}_{match['objects'].strip()}"
             fields = {"video": path.stem, "user": path.stem[:2], "label": GTEA_RENAMES.get(label, label),
                       "start": str(start - 1), "end": str(end - 1)}
-            segments.append(_segment(fields, videos, counts, where, numbered_from=1))
+            segments.append(_segment(fields, finder, counts, where, numbered_from=1))
     if not segments:
         raise DataError(f"{annotations}: no annotated segments")
     return segments
 
 
-def _segment(fields: dict[str, str], base: Path, counts: Counter, where: str, numbered_from: int = 0) -> Segment:
+def _segment(fields: dict[str, str], finder: VideoFinder, counts: Counter, where: str,
+             numbered_from: int = 0) -> Segment:
     for column in ("user", "label"):
         value = fields[column]
         if not value or "/" in value or "\\" in value or value.startswith("."):
             raise DataError(f"{where}: bad {column} {value!r}: it must be a plain, non-empty folder name")
+        if len(value.encode()) > NAME_MAX:
+            raise DataError(f"{where}: {column} is {len(value.encode())} bytes long; it becomes a folder name, "
+                            f"which file systems limit to {NAME_MAX} bytes")
     start, end = (_frame_number(fields.get(c, ""), c, where) for c in SEGMENT_COLUMNS)
     if start is not None and end is not None and end < start:
         raise DataError(f"{where}: end {end} is before start {start}")
-    video = _find_video(base, fields["video"], where)
+    video = finder.find(fields["video"], where)
     counts[fields["user"], fields["label"]] += 1
     return Segment(video=video, source=fields["video"], user=fields["user"], label=fields["label"],
                    instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end,
@@ -179,18 +192,47 @@ def _frame_number(text: str, column: str, where: str) -> int | None:
     return int(text)
 
 
-def _find_video(base: Path, name: str, where: str) -> Path:
-    if not name:
-        raise DataError(f"{where}: empty video path")
-    path = base / name
-    if path.is_file():
-        return path
-    candidates = sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*")
-                        if p.is_file() and p.suffix.lower() not in NOT_VIDEOS) if path.parent.is_dir() else []
-    if len(candidates) == 1:
-        return candidates[0]
-    found = f" (several files match: {', '.join(p.name for p in candidates)})" if candidates else ""
-    raise DataError(f"{where}: video {name!r} not found at {path}{found}")
+class VideoFinder:
+    """Finds the videos a labels file names, listing each folder once.
+
+    A video named without a suffix is the one file whose name is the given name plus ``.suffix``
+    (annotations and CSVs lying beside it do not count). Listing the folder once, instead of a glob
+    per segment, keeps reading GTEA annotations for thousands of videos to seconds.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = Path(base)
+        self._folders: dict[Path, tuple[set[str], dict[str, list[str]]]] = {}
+
+    def find(self, name: str, where: str) -> Path:
+        if not name:
+            raise DataError(f"{where}: empty video path")
+        path = self.base / name
+        files, by_prefix = self._listing(path.parent)
+        if path.name in files:
+            return path
+        candidates = sorted(by_prefix.get(path.name, []))
+        if len(candidates) == 1:
+            return path.parent / candidates[0]
+        found = f" (several files match: {', '.join(candidates)})" if candidates else ""
+        raise DataError(f"{where}: video {name!r} not found at {path}{found}")
+
+    def _listing(self, folder: Path) -> tuple[set[str], dict[str, list[str]]]:
+        """(file names, video file names by every name they extend with ``.suffix``) of `folder`."""
+        if folder not in self._folders:
+            try:
+                files = {entry.name for entry in os.scandir(folder) if entry.is_file()}
+            except OSError:
+                files = set()
+            by_prefix: dict[str, list[str]] = {}
+            for file in files:
+                if Path(file).suffix.lower() in NOT_VIDEOS:
+                    continue
+                parts = file.split(".")
+                for cut in range(1, len(parts)):
+                    by_prefix.setdefault(".".join(parts[:cut]), []).append(file)
+            self._folders[folder] = files, by_prefix
+        return self._folders[folder]
 
 
 def resolve_inputs(videos: Path, labels: Path | None = None) -> tuple[Path, Path | None]:

@@ -13,6 +13,7 @@ Flow images are quantised as denseflow does: clip to [-bound, bound], map linear
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import cv2
@@ -125,3 +126,22 @@ def dequantise(image: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def flow_images(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) uint8 images of one (H, W, 2) flow, as `fpar prepare` writes them."""
+    q = quantise(flow, bound)
+    return q[..., 0], q[..., 1]
+
+
+def warp_flow_images(frames_rgb: Sequence[np.ndarray], method: str = DEFAULT_FLOW, warp: bool = True,
+                     bound: float = DEFAULT_BOUND,
+                     exclude: Sequence[np.ndarray | None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (x, y) uint8 flow images `fpar prepare` writes for these consecutive RGB frames: pair k
+    goes from frame k to k+1. Pass frames at the prepared size (`fpar.io.video.decode(path, size)`)
+    and the root's settings (`PrepareSettings.flow/warp/bound`) to get its flow files' pixels;
+    `exclude[k]` is frame k's hand mask (bool), if any."""
+    computer = FlowComputer(method, warp)
+    grays = [to_gray(frame) for frame in frames_rgb]
+    masks = exclude if exclude is not None else [None] * len(grays)
+    return [flow_images(computer(a, b, mask), bound) for a, b, mask in zip(grays, grays[1:], masks)]

@@ -31,18 +31,17 @@ import numpy as np
 from tqdm import tqdm
 
 from fpar.data.images import read_image
-from fpar.data.layout import COURSE
+from fpar.data.layout import COURSE, QUALITY_NAME, read_manifest
 from fpar.data.synthetic import ground_truth_path, load_ground_truth
 from fpar.errors import DataError
 from fpar.io.atomic import write_atomic
 from fpar.prepare.flow import DenseFlow, dense_flow, dequantise, estimate_homography, quantise, to_gray
 from fpar.io.labels import Segment, read_labels
 from fpar.prepare.motion_maps import is_moving
-from fpar.prepare.pipeline import PrepareSettings, load_settings, read_manifest
+from fpar.prepare.settings import PrepareSettings, load_settings
 
 RESIDUAL_TARGET = 1 / 3  # warp residual / plain residual, at most
 IOU_TARGET = 0.5
-QUALITY_NAME = "quality.json"  # in the prepared root
 
 
 @dataclass

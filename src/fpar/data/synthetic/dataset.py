@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fpar.data.layout import LABELS_NAME
+from fpar.data.layout import LABELS_NAME, SYNTH_GT_DIR, SYNTH_VIDEOS_DIR
 from fpar.data.synthetic.presets import (  # noqa: F401 (re-exported)
     DEFAULT_CLASSES,
     MIN_FRAMES,
@@ -32,11 +33,10 @@ from fpar.data.synthetic.presets import (  # noqa: F401 (re-exported)
 )
 from fpar.data.synthetic.render import render_clip
 from fpar.errors import DataError
+from fpar.io.atomic import write_atomic
 from fpar.io.video import write_video
 from fpar.options import parse_list, parse_size
 
-VIDEOS_DIR = "videos"
-GT_DIR = "gt"
 SMALL_SET = 64  # clips: fewer render faster in this process than in a pool of workers
 
 
@@ -108,18 +108,23 @@ def synthesize(
     cfg = cfg or SynthConfig()
     cfg.validate()
     out = Path(out_dir)
-    (out / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
-    (out / GT_DIR).mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: --out must be a folder (new, or made by fpar synth before), but this is a file")
     started = time.perf_counter()
     jobs = [(out, cfg, *clip) for clip in video_ids(cfg)]
     if workers is None:  # starting a process costs about a second: not worth it for a tiny set
         workers = (os.cpu_count() or 1) if len(jobs) >= SMALL_SET else 1
-    rows = _run(jobs, min(workers, len(jobs)), progress)
-    labels = out / LABELS_NAME  # the one name `fpar prepare` reads
-    with labels.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video", "user", "label"])
-        writer.writerows(rows)
+    try:
+        (out / SYNTH_VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
+        (out / SYNTH_GT_DIR).mkdir(parents=True, exist_ok=True)
+        rows = _run(jobs, min(workers, len(jobs)), progress)
+    except OSError as exc:
+        raise DataError(f"{exc.filename or out}: cannot write ({exc.strerror or exc})") from exc
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["video", "user", "label"])
+    writer.writerows(rows)
+    labels = write_atomic(out / LABELS_NAME, buffer.getvalue())  # the one name `fpar prepare` reads
     return SynthSummary(
         out, labels, len(rows), list(cfg.users), list(cfg.classes), cfg.frames, cfg.width, cfg.height,
         time.perf_counter() - started,
@@ -140,15 +145,15 @@ def _make_clip(job: tuple[Path, SynthConfig, str, str, str]) -> tuple[str, str, 
     out, cfg, video_id, user, label = job
     user_key, clip_key = stable_key(cfg.seed, "user", user), stable_key(cfg.seed, "clip", video_id)
     clip = render_clip(label, cfg.frames, cfg.width, cfg.height, user_key, clip_key)
-    video = Path(VIDEOS_DIR) / f"{video_id}.mp4"
+    video = Path(SYNTH_VIDEOS_DIR) / f"{video_id}.mp4"
     write_video(out / video, clip.frames, cfg.fps)
-    save_ground_truth(out / GT_DIR / f"{video_id}.npz", clip.moving, clip.camera)
+    save_ground_truth(out / SYNTH_GT_DIR / f"{video_id}.npz", clip.moving, clip.camera)
     return video.as_posix(), user, label
 
 
 def ground_truth_path(synth_dir: str | Path, video: str) -> Path:
     """gt file of a video, given its id or its labels.csv path (e.g. videos/S1_take_cup_00.mp4)."""
-    return Path(synth_dir) / GT_DIR / f"{Path(video).stem}.npz"
+    return Path(synth_dir) / SYNTH_GT_DIR / f"{Path(video).stem}.npz"
 
 
 def save_ground_truth(path: Path, moving: np.ndarray, camera: np.ndarray) -> None:
