@@ -52,3 +52,30 @@ def write_video(path: Path, frames: list[np.ndarray]) -> Path:
     """H.264 at high quality (CRF 12), as raw videos come; the library's writer."""
     media.write_video(path, np.stack(frames), fps=10, crf=12)
     return path
+
+
+def files_of(root: Path) -> dict[str, str]:
+    """Every file under `root` (hidden ones included) by relative path -> SHA-1 of its bytes."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001 (pytest's CaptureFixture)
+    """Run `fpar ARGS` through the real entry point (`fpar.cli.main`) in this process: (exit code, output)."""
+    import sys
+
+    from fpar.cli import main
+
+    capsys.readouterr()
+    argv, sys.argv = sys.argv, ["fpar", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

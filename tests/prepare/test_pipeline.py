@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from prepare_helpers import render, write_video
+from prepare_helpers import files_of, render, write_video
 from fpar.cli import app
 from fpar.data.layout import COURSE, PREPARE_TEMP_NAME, discover, read_manifest
 from fpar.errors import DataError
@@ -76,10 +76,14 @@ def test_resume_after_an_interrupted_run_gives_the_clean_files(raw: Path, clean:
 
 
 def test_parallel_shards_give_the_clean_files(raw: Path, clean: Path, tmp_path: Path) -> None:
+    """Both shards run at once, each with two workers, on one root and one manifest."""
     root = tmp_path / "root"
-    for shard in ((0, 2), (1, 2)):
-        assert prepare(raw / "labels.csv", root, SETTINGS, workers=2, shard=shard, progress=False).failed == []
-    assert _files(root) == _files(clean)
+    runs = [subprocess.Popen([sys.executable, "-m", "fpar.cli", "prepare", "--videos", str(raw / "labels.csv"),
+                              "--out", str(root), "--size", "64x48", "--workers", "2", "--shard", shard],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for shard in ("1/2", "2/2")]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stdout.read()
+    assert files_of(root) == files_of(clean)  # hidden files too: no lock, journal or work folder left
 
 
 def test_other_settings_on_an_existing_root_are_refused(raw: Path, clean: Path) -> None:
