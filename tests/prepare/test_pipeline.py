@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -214,3 +215,107 @@ def test_summary_counts_in_words_and_a_finished_root_shows_no_progress_bar(raw: 
     report = prepare(raw / "labels.csv", clean, SETTINGS, workers=1, progress=True)
     assert (report.done, report.skipped) == (0, 5)
     assert "prepare" not in capsys.readouterr().err
+
+
+def test_a_deleted_labels_row_leaves_no_stale_sample_and_data_check_flags_unvouched_ones(
+        raw: Path, clean: Path, tmp_path: Path, capsys) -> None:
+    from prepare_helpers import run_cli
+
+    labels = tmp_path / "labels.csv"
+    rows = (raw / "labels.csv").read_text().splitlines()
+    labels.write_text("\n".join(rows) + "\n")
+    for name in ("a", "b", "c", "long"):
+        (tmp_path / "videos").mkdir(exist_ok=True)
+        shutil.copy(raw / "videos" / f"{name}.mp4", tmp_path / "videos" / f"{name}.mp4")
+    root = tmp_path / "root"
+    shutil.copytree(clean, root)
+    labels.write_text("\n".join(r for r in rows if not r.startswith("videos/a.mp4")) + "\n")  # S1/take_cup/1 gone
+    report = prepare(labels, root, SETTINGS, workers=1, progress=False)
+    assert (report.done, report.skipped, report.removed) == (1, 3, 1)  # b moved up from instance 2 to 1
+    assert "1 removed (no longer in the labels file)" in report.summary()[0]
+    fresh = tmp_path / "fresh"
+    prepare(labels, fresh, SETTINGS, workers=1, progress=False)
+    assert files_of(root) == files_of(fresh)  # the same root as a run on the edited file alone
+    # an instance on disk that the manifest does not vouch for is a problem of `data check`
+    for source, copy in zip(COURSE.sample_roots(root, "S1", "take_cup", "1"), COURSE.sample_roots(root, "S1", "take_cup", "2")):
+        shutil.copytree(source, copy)
+    code, output = run_cli(["data", "check", str(root), "--frames", "5", "--strict"], capsys)
+    assert code == 1
+    assert "S1/take_cup/2: not listed as ok in manifest.csv" in " ".join(output.split())
+    assert "1 problem(s)" in output  # that one: the copy is complete otherwise
+
+
+def test_hand_masks_reach_the_camera_estimate_of_their_own_frame(raw: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mask of frame 8 of long.mp4 (a segment from frame 7): used for the pair 8->9 only."""
+    from fpar.prepare import writer
+
+    masks = tmp_path / "masks" / "long"
+    masks.mkdir(parents=True)
+    image = np.zeros((72, 96), np.uint8)
+    image[:, :30] = 255
+    cv2.imwrite(str(masks / "0008.png"), image)
+    seen: dict[int, int] = {}
+    computer = writer.FlowComputer
+
+    class Spy(computer):
+        def __call__(self, prev_gray, next_gray, exclude=None):  # noqa: ANN001, ANN204
+            seen[len(seen)] = -1 if exclude is None else int(exclude.sum())
+            return super().__call__(prev_gray, next_gray, exclude)
+
+    monkeypatch.setattr(writer, "FlowComputer", Spy)
+    monkeypatch.setattr("fpar.prepare.video_run.FlowComputer", Spy)
+    (tmp_path / "labels.csv").write_text(f"video,user,label,start,end\n{raw / 'videos' / 'long.mp4'},S1,x,7,12\n")
+    settings = PrepareSettings(size=(64, 48), hand_masks=tmp_path / "masks")
+    assert prepare(tmp_path / "labels.csv", tmp_path / "root", settings, workers=1, progress=False).failed == []
+    assert seen == {0: -1, 1: 20 * 48, 2: -1, 3: -1, 4: -1}  # pairs 7->8, 8->9 (masked: 20 of 64 columns), ...
+
+
+def test_hand_masks_named_otherwise_are_refused_naming_the_file(raw: Path, tmp_path: Path) -> None:
+    masks = tmp_path / "masks" / "a"
+    masks.mkdir(parents=True)
+    cv2.imwrite(str(masks / "mask_v2_0003.png"), np.zeros((72, 96), np.uint8))
+    (tmp_path / "labels.csv").write_text(f"video,user,label\n{raw / 'videos' / 'a.mp4'},S1,x\n")
+    settings = PrepareSettings(size=(64, 48), hand_masks=tmp_path / "masks")
+    [(_, _, reason)] = prepare(tmp_path / "labels.csv", tmp_path / "root", settings, workers=1, progress=False).failed
+    assert reason.startswith(f"{masks / 'mask_v2_0003.png'}: hand masks must be named <frame index>.png")
+
+
+def test_a_segment_that_starts_past_the_end_says_so(raw: Path, tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text(f"video,user,label,start,end\n{raw / 'videos' / 'a.mp4'},S1,x,9,\n"
+                                         f"{raw / 'videos' / 'b.mp4'},S1,x,7,9\n")
+    report = prepare(tmp_path / "labels.csv", tmp_path / "root", SETTINGS, workers=1, progress=False)
+    assert [reason for _, _, reason in report.failed] == [
+        f"{tmp_path / 'labels.csv'}:2: segment starts at frame 9 but the video has 6 frames",
+        f"{tmp_path / 'labels.csv'}:3: segment starts at frame 7 but the video has 5 frames"]
+
+
+def test_a_sample_whose_folders_cannot_be_made_fails_alone(raw: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's set-up (removing leftovers, making folders) is inside the per-sample error handling."""
+    from fpar.prepare import writer
+
+    made = writer.SampleWriter.__init__
+
+    def refuse(self, root, work, segment, *args):  # noqa: ANN001, ANN202
+        if segment.label == "y":
+            raise OSError(36, "File name too long", str(work / segment.label))
+        made(self, root, work, segment, *args)
+
+    monkeypatch.setattr(writer.SampleWriter, "__init__", refuse)
+    (tmp_path / "labels.csv").write_text(f"video,user,label\n{raw / 'videos' / 'a.mp4'},S1,x\n"
+                                         f"{raw / 'videos' / 'a.mp4'},S1,y\n")
+    report = prepare(tmp_path / "labels.csv", tmp_path / "root", SETTINGS, workers=1, progress=False)
+    assert report.done == 1
+    [(_, sample, reason)] = report.failed
+    assert sample == "S1/y/1" and reason.startswith("OSError: [Errno 36] File name too long")
+
+
+def test_a_label_too_long_for_a_folder_name_is_one_line_from_the_cli(raw: Path, tmp_path: Path, capsys) -> None:
+    from prepare_helpers import run_cli
+
+    (tmp_path / "labels.csv").write_text(f"video,user,label\n{raw / 'videos' / 'a.mp4'},S1,{'x' * 300}\n")
+    code, output = run_cli(["prepare", "--videos", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "root")],
+                           capsys)
+    assert code == 1 and "Traceback" not in output, output
+    assert f"{tmp_path / 'labels.csv'}:2: label is 300 bytes long" in " ".join(output.split())

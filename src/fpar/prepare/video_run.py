@@ -78,6 +78,8 @@ def run_video(root: Path, work: Path, settings: PrepareSettings, job: VideoJob) 
     except Exception as exc:  # noqa: BLE001 - an unreadable video fails its open segments only
         for writer in list(open_writers):
             close(writer, reason(exc))
+    if any(w.segment.start >= seen for w in open_writers):  # no frame reached them: how many are there?
+        seen = sum(1 for _ in decode(job.video, None))  # (decoding only yields frames from `first` on)
     for writer in list(open_writers):
         outside = writer.segment.start >= seen or writer.segment.end is not None
         close(writer, past_the_end(writer.segment, seen) if outside else None)
