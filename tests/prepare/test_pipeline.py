@@ -239,7 +239,7 @@ def test_a_deleted_labels_row_leaves_no_stale_sample_and_data_check_flags_unvouc
     # an instance on disk that the manifest does not vouch for is a problem of `data check`
     for source, copy in zip(COURSE.sample_roots(root, "S1", "take_cup", "1"), COURSE.sample_roots(root, "S1", "take_cup", "2")):
         shutil.copytree(source, copy)
-    code, output = run_cli(["data", "check", str(root), "--frames", "5", "--strict"], capsys)
+    code, output = run_cli(["data", "check", str(root), "--frames", "5", "--flow-stack", "4", "--strict"], capsys)
     assert code == 1
     assert "S1/take_cup/2: not listed as ok in manifest.csv" in " ".join(output.split())
     assert "1 problem(s)" in output  # that one: the copy is complete otherwise
