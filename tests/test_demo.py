@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fpar.data.layout import discover
+from fpar.data.layout import (DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, LABELS_NAME, MANIFEST_NAME,
+                              PREPARE_SETTINGS_NAME, QUALITY_NAME, discover)
 from fpar.data.synthetic import TINY_CLASSES
+from fpar.prepare.quality import IOU_TARGET, RESIDUAL_TARGET
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +29,13 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
 def test_demo_runs_and_writes_every_step(demo_out) -> None:
     out, result = demo_out
     assert result.returncode == 0, result.stdout + result.stderr
-    labels = (out / "synth" / "labels.csv").read_text().splitlines()
+    labels = (out / DEMO_SYNTH_DIR / LABELS_NAME).read_text().splitlines()
     assert labels[0] == "video,user,label"
     n_videos = len(labels) - 1
-    with Image.open(out / "synth_contact_sheet.png") as sheet:
+    with Image.open(out / DEMO_CONTACT_SHEET_NAME) as sheet:
         assert sheet.width > 200 and sheet.height > 200
 
-    found = discover(out / "prepared")
+    found = discover(out / DEMO_PREPARED_DIR)
     assert found.layout.name == "course" and not found.problems
     assert len(found.samples) == n_videos
     assert {s.label for s in found.samples} == set(TINY_CLASSES)
@@ -44,8 +46,12 @@ def test_demo_runs_and_writes_every_step(demo_out) -> None:
 
 def test_demo_reports_measured_quality(demo_out) -> None:
     out, result = demo_out
-    quality = json.loads((out / "prepared" / "quality.json").read_text())  # as `fpar prepare --evaluate` writes
-    assert not (out / "prepare_quality.json").exists()
+    quality = json.loads((out / DEMO_PREPARED_DIR / QUALITY_NAME).read_text())  # as `fpar prepare --evaluate` writes
+    assert quality["targets_met"] == (quality["residual_ratio"] <= RESIDUAL_TARGET and quality["iou"] >= IOU_TARGET)
+    assert str(out / DEMO_PREPARED_DIR / QUALITY_NAME) in " ".join(result.stdout.split())  # the table says where
+    # the finished root holds what it should and nothing else: no lock, journal, work folder or temp file
+    assert {p.name for p in (out / DEMO_PREPARED_DIR).iterdir()} == {
+        "processed_frames2", "flow_x_processed", "flow_y_processed", MANIFEST_NAME, PREPARE_SETTINGS_NAME, QUALITY_NAME}
     # warp flow must cancel most of the camera's motion on the background
     assert 0 <= quality["warp_residual"] < quality["plain_residual"]
     assert 0 < quality["iou"] <= 1

@@ -215,3 +215,13 @@ def test_contact_sheet_is_a_png_with_a_row_per_clip(synth_raw: Path, tmp_path: P
         assert a.format == b.format == "PNG" and a.width == b.width and b.height > 1.5 * a.height
     with pytest.raises(DataError, match="labels.csv"):
         contact_sheet(tmp_path / "nothing", tmp_path / "x.png")
+
+
+def test_synth_out_that_is_a_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.write_text("a file")
+    result = subprocess.run([sys.executable, "-m", "fpar.cli", "synth", "--out", str(out), "--tiny"],
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert f"{out}: --out must be a folder" in " ".join(output.split())

@@ -119,3 +119,38 @@ def test_a_file_that_is_not_a_utf8_labels_csv_is_one_data_error(folder: Path, co
     path.write_bytes(content)
     with pytest.raises(DataError, match=re.escape(f"{path} is not a labels CSV (or folder of videos): {reason}")):
         read_labels(path)
+
+
+def test_videos_named_without_suffix_are_found_with_one_listing_of_their_folder(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """4,000 annotation files, one video each, two segments each: the folder is listed once, not
+    globbed per segment; a name is the one file it extends with `.suffix`, annotations aside."""
+    import os
+
+    import fpar.io.labels as labels_module
+
+    (tmp_path / "S1_v.x.mp4").write_bytes(b"")  # a stem with a dot
+    (tmp_path / "S1_v.x.txt").write_text("<take><cup> (1-5)\n")
+    (tmp_path / "S2_w.mp4").write_bytes(b"")
+    (tmp_path / "S2_w.avi").write_bytes(b"")
+    (tmp_path / "S2_w.txt").write_text("<take><cup> (1-5)\n")
+    for i in range(4000):
+        (tmp_path / f"S3_{i:04d}.mp4").write_bytes(b"")
+        (tmp_path / f"S3_{i:04d}.txt").write_text("<take><cup> (1-5)\n<put><cup> (6-9)\n")
+    listings = []
+    scandir = os.scandir
+    monkeypatch.setattr(labels_module.os, "scandir", lambda p: listings.append(p) or scandir(p))
+    (tmp_path / "S2_w.txt").unlink()
+    segments = read_labels(tmp_path)
+    assert len(segments) == 1 + 8000 and len(listings) == 2  # the annotation files (glob), the videos
+    assert segments[0].video == tmp_path / "S1_v.x.mp4"
+    assert segments[-1].video == tmp_path / "S3_3999.mp4"
+    (tmp_path / "S2_w.txt").write_text("<take><cup> (1-5)\n")
+    with pytest.raises(DataError, match=r"video 'S2_w' not found at .* \(several files match: S2_w.avi, S2_w.mp4\)"):
+        read_labels(tmp_path)
+
+
+def test_a_label_longer_than_a_folder_name_may_be_is_refused(folder: Path) -> None:
+    labels = _labels(folder, f"video,user,label\nv/a.mp4,S1,{'x' * 256}\n")
+    with pytest.raises(DataError, match=re.escape(f"{labels}:2: label is 256 bytes long")):
+        read_labels(labels)

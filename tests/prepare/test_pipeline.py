@@ -319,3 +319,17 @@ def test_a_label_too_long_for_a_folder_name_is_one_line_from_the_cli(raw: Path, 
                            capsys)
     assert code == 1 and "Traceback" not in output, output
     assert f"{tmp_path / 'labels.csv'}:2: label is 300 bytes long" in " ".join(output.split())
+
+
+def test_warp_flow_images_give_the_flow_prepare_wrote(raw: Path, clean: Path) -> None:
+    """`fpar.prepare.flow.warp_flow_images` is prepare's flow without the pipeline (CAM reuses it)."""
+    from fpar.io.video import decode
+    from fpar.prepare.flow import warp_flow_images
+
+    frames = [rgb for _, rgb in decode(raw / "videos" / "long.mp4", SETTINGS.size, 7, 13)]  # S2/put_cup/2
+    images = warp_flow_images(frames, SETTINGS.flow, SETTINGS.warp, SETTINGS.bound)
+    sample = next(s for s in discover(clean).samples if s.id == "S2/put_cup/2")
+    assert len(images) == sample.n_flows == 6
+    for position, (x, y) in enumerate(images):
+        assert np.array_equal(x, read_image(sample.flow("x", position), gray=True))
+        assert np.array_equal(y, read_image(sample.flow("y", position), gray=True))

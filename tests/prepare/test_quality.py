@@ -37,3 +37,29 @@ def test_prepare_bench_shows_progress_over_methods_and_pairs(capsys) -> None:
     assert [s.method for s in result.speeds] == ["dis", "farneback"]
     err = capsys.readouterr().err
     assert "6/6" in err and "farneback" in err  # (homography + 2 methods) x 2 pairs
+
+
+def test_evaluate_scores_a_segment_against_its_own_frames_of_the_ground_truth(tmp_path: Path) -> None:
+    """The blob appears at frame 6; the segment is frames 6-11. Scored against frames 0-5 of the
+    ground truth (segment start dropped), nothing would move and the IoU would be 0."""
+    import numpy as np
+
+    from prepare_helpers import camera, render, write_video
+    from fpar.data.layout import SYNTH_GT_DIR, SYNTH_VIDEOS_DIR
+    from fpar.data.synthetic.dataset import save_ground_truth
+
+    still, _ = render(12, blob=False)
+    moving_frames, masks = render(12)
+    frames = still[:6] + moving_frames[6:]
+    masks[:6] = False
+    (tmp_path / SYNTH_VIDEOS_DIR).mkdir()
+    (tmp_path / SYNTH_GT_DIR).mkdir()
+    write_video(tmp_path / SYNTH_VIDEOS_DIR / "x.mp4", frames)
+    save_ground_truth(tmp_path / SYNTH_GT_DIR / "x.npz", masks, np.stack([camera(t) for t in range(12)]))
+    (tmp_path / "labels.csv").write_text(f"video,user,label,start,end\n{SYNTH_VIDEOS_DIR}/x.mp4,S1,x,6,11\n")
+    root = tmp_path / "root"
+    assert prepare(tmp_path / "labels.csv", root, PrepareSettings(size=None), workers=1, progress=False).done == 1
+    quality = evaluate(tmp_path / "labels.csv", root)
+    assert (quality.samples, quality.pairs) == (1, 5)
+    assert quality.iou > 0.3 and quality.recall > 0.3
+    assert quality.homography_error < 1.0
