@@ -52,6 +52,7 @@ def make_run(folder: Path, root: Path, model: str = "rgb", seed: int = 0, test_u
     save_checkpoint(run.checkpoint("best"), build_model(config), meta,
                     extra={"stage": "stage1", "epoch": 2, "val_acc": 0.5, "test_user": test_user,
                            "selection": selection})
+    run.checkpoint("last").unlink(missing_ok=True)
     os.link(run.checkpoint("best"), run.checkpoint("last"))  # same weights, no second 85 MB file
     write_metrics_csv(run, metrics_rows if metrics_rows is not None else default_metrics_rows())
     return run
