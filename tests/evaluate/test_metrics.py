@@ -14,6 +14,7 @@ from fpar.evaluate.metrics import (
     classification_metrics,
     confusion_matrix,
     pair_accuracy,
+    split_label,
     part_accuracy,
     synthetic_pairs,
 )
@@ -31,6 +32,12 @@ def scores(true: list[str], logits: list[list[float]], ids: list[str] | None = N
 # put_cup right, shake_box called take_box (neither verb nor noun... box: same noun).
 EXAMPLE = scores(["take_cup", "take_box", "put_cup", "shake_box"],
                  [[3, 0, 0, 1], [0, 0, 1, 2], [2, 0, 1, 0], [0, 1, 2, 0]])
+
+
+def test_labels_split_at_the_first_underscore() -> None:
+    assert split_label("take_cup") == ("take", "cup")
+    assert split_label("pour_honey_bread") == ("pour", "honey_bread")
+    assert split_label("stir") == ("stir", "")
 
 
 def test_accuracy_verb_and_noun() -> None:
@@ -52,14 +59,16 @@ def test_confusion_rows_are_true_columns_predicted() -> None:
 
 
 def test_pair_accuracy_is_the_binary_decision_within_the_pair() -> None:
-    """take_cup's sample prefers put_cup (3 > 1): wrong; put_cup's prefers put_cup (2 > 0): right. The
-    third sample of class take_box is not in the pair, and other classes' logits are ignored."""
-    within = scores(["take_cup", "put_cup", "take_box"], [[3, 9, 9, 1], [2, 9, 9, 0], [0, 0, 9, 5]])
+    """Two take_cup samples: one prefers take_cup to put_cup (3 > 1): right, one put_cup (2 > 0): wrong;
+    a put_cup sample prefers put_cup: right. The take_box sample is not in the pair, and the other
+    classes' logits (9, larger than both) do not matter."""
+    within = scores(["take_cup", "take_cup", "put_cup", "take_box"],
+                    [[1, 9, 9, 3], [2, 9, 9, 0], [2, 9, 9, 0], [0, 0, 9, 5]])
     result = pair_accuracy(within, [("put_cup", "take_cup")])
-    assert result["samples"] == 2
-    assert result["accuracy"] == 0.5
-    assert result["pairs"]["put_cup/take_cup"] == {"samples": 2, "accuracy": 0.5}
-    assert accuracy(within) == 1 / 3  # shake_box (9) wins the full argmax for the first two
+    assert result["samples"] == 3
+    assert result["accuracy"] == pytest.approx(2 / 3)
+    assert result["pairs"]["put_cup/take_cup"] == {"samples": 3, "accuracy": pytest.approx(2 / 3)}
+    assert accuracy(within) == 1 / 4  # shake_box (9) wins the full argmax of the first three
 
 
 def test_pairs_found_only_on_synthetic_class_names() -> None:
@@ -108,6 +117,7 @@ def test_fusion_is_the_weighted_mean_of_probabilities(tmp_path) -> None:
     fused = fuse_scores([(tmp_path / "a", a), (tmp_path / "b", b)], [1.0, 3.0])
     expected_x = (1 * a.probabilities()[0] + 3 * b.probabilities()[1]) / 4
     np.testing.assert_allclose(fused.probabilities()[0], expected_x)
+    np.testing.assert_allclose(np.exp(fused.logits).sum(axis=1), 1.0)  # stored as log-probabilities
     assert fused.sample_ids == ["x", "y"]
     # a weight of zero leaves the other run's decision alone
     only_b = fuse_scores([(tmp_path / "a", a), (tmp_path / "b", b)], [0.0, 1.0])
