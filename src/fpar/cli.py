@@ -317,6 +317,93 @@ def import_egornn_verb(
     )
 
 
+# ---- evaluation and report (fpar.evaluate) ---------------------------------------------------
+
+_EVAL_DEVICE = typer.Option(help="Where the model runs: auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
+
+
+@app.command("eval", rich_help_panel="Evaluate")
+def eval_verb(
+    runs: Annotated[list[Path], typer.Argument(help="Run dir(s) of `fpar train`, or a group dir (runs.json): "
+                                                    "each run is evaluated. With --fuse: the runs to fuse.")],
+    checkpoint: Annotated[str, typer.Option(help="best (by validation accuracy) or last.")] = "best",
+    split: Annotated[str, typer.Option(help="test (the held-out user) or val.")] = "test",
+    segments: Annotated[int, typer.Option(help="Flow windows averaged per sample (flow-reading models; the "
+                                               "reference's flow evaluation uses several).")] = 1,
+    fuse: Annotated[bool, typer.Option("--fuse", help="Late fusion of the runs' saved scores: softmax, then "
+                                                      "the weighted mean of the probabilities.")] = False,
+    weights: Annotated[Optional[str], typer.Option(help="--fuse: comma-separated weights, one per run.",
+                                                   show_default="equal")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="--fuse: folder for the fused evaluation.")] = None,
+    device: Annotated[str, _EVAL_DEVICE] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch.",
+                                                      show_default="the recipe's data.batch_size")] = None,
+) -> None:
+    """Evaluate trained runs: accuracy, per-class, verb and noun accuracy, confusion matrix, scores for
+    fusion; motion-map accuracy and IoU for MS models; order-only / object-only pair accuracy on
+    `fpar synth` data.
+
+    Writes RUN/eval/<checkpoint>-<split>/ (metrics.json, per_class.csv, confusion.json/.csv/.png,
+    scores.csv, motion.png); deterministic.
+
+    Examples:
+
+      fpar eval runs/rgb --checkpoint best --split test
+
+      fpar eval --fuse runs/rgb runs/flow --weights 1,1.5 --out runs/fused_rgb_flow
+    """
+    options = {"device": device, "batch_size": batch_size, "segments": segments}
+    if fuse:
+        from fpar.evaluate.fusion import fuse_runs
+
+        if out is None:
+            raise FparError("--fuse needs --out DIR: the folder for the fused evaluation")
+        try:
+            parsed = [float(w) for w in parse_list(weights)] if weights else None
+        except ValueError as exc:
+            raise FparError(f"--weights {weights!r}: expected comma-separated numbers, e.g. 1,1.5") from exc
+        results = [fuse_runs(runs, out, parsed, checkpoint, split, **options)]
+    else:
+        from fpar.evaluate.evaluation import evaluate_path
+
+        results = [result for run in runs for result in evaluate_path(run, checkpoint, split, **options)]
+    for result in results:
+        m = result.metrics
+        line = (f"{result.folder}: {m['model']}, {m['samples']} samples, accuracy {100 * m['accuracy']:.2f}%, "
+                f"verb {100 * m['verb_accuracy']:.2f}%, noun {100 * m['noun_accuracy']:.2f}%")
+        for kind, found in (m.get("pairs") or {}).items():
+            if found["accuracy"] is not None:
+                line += f", {kind.replace('_', '-')} pairs {100 * found['accuracy']:.2f}%"
+        if m.get("motion") and m["motion"]["iou_moving"] is not None:
+            line += (f", motion maps: pixel accuracy {100 * m['motion']['pixel_accuracy']:.1f}%, "
+                     f"IoU {100 * m['motion']['iou_moving']:.1f}%")
+        console.print(line + f" (protocol: {m['protocol']})", highlight=False, soft_wrap=True)
+
+
+@app.command("report", rich_help_panel="Evaluate")
+def report_verb(
+    runs: Annotated[list[Path], typer.Argument(help="Run dirs, group dirs (runs.json: splits or seeds, shown "
+                                                    "as mean ± std) or `fpar eval --fuse` folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for table.md, table.csv, curves.png, curves/.")],
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    device: Annotated[str, _EVAL_DEVICE] = "auto",
+) -> None:
+    """Compare runs: a Markdown + CSV table (accuracy, protocol, parameters, training time, pair
+    accuracies, and the seed's published GTEA61 numbers in their own column) and training curves.
+
+    A run without an up-to-date evaluation is evaluated first (as `fpar eval` would).
+
+    Example: fpar report runs/rgb runs/flow runs/two_stream_all --out runs/report
+    """
+    from fpar.evaluate.report import build_report
+
+    report = build_report(runs, out, checkpoint, split, device=device)
+    console.print(report.table_md.read_text(encoding="utf-8"), highlight=False, soft_wrap=True, markup=False)
+    console.print(f"wrote {report.table_md}, {report.table_csv} and {len(report.figures)} figure(s) in {out}",
+                  highlight=False, soft_wrap=True)
+
+
 # ---- end of verbs ------------------------------------------------------------------------------
 
 

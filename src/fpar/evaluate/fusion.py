@@ -1,0 +1,86 @@
+"""`fpar eval --fuse`: late fusion of the per-stream scores that `fpar eval` saved.
+
+Rule: per run, softmax of its logits; then the weighted mean of these probabilities (weights
+normalised to sum 1; equal by default). Probabilities, not logits, because streams trained apart
+have logits of different scales, and a weight should mean a share of the vote. The fused scores
+are stored as log-probabilities, so softmax gives back the fused probabilities and a fused folder
+reads like any other evaluation (it can even be fused again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpar.errors import FparError
+from fpar.evaluate.evaluation import EvalResult, evaluate_run, is_current
+from fpar.evaluate.metrics import Scores, classification_metrics, confusion_matrix
+from fpar.evaluate.outputs import SCORES_CSV, read_metrics, read_scores, write_metrics, write_tables
+from fpar.evaluate.runs import require_run
+
+FUSION_RULE = "weighted mean of per-run softmax probabilities (weights normalised to sum 1)"
+
+
+def fuse_scores(named: Sequence[tuple[Path, Scores]], weights: Sequence[float]) -> Scores:
+    """Fuse scores read from the files named; samples are matched by id (the first file's order).
+
+    A FparError names the file when its classes, sample ids or labels differ from the first's.
+    """
+    if len(weights) != len(named):
+        raise FparError(f"{len(weights)} weights for {len(named)} runs: give one weight per run")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise FparError(f"weights {list(weights)}: need non-negative weights with a positive sum")
+    (first_path, first), *others = named
+    fused = np.zeros_like(first.logits)
+    for (path, scores), weight in zip(named, weights):
+        if scores.classes != first.classes:
+            raise FparError(f"{path}: classes differ from {first_path}'s; fuse runs of the same class list")
+        order = {sample_id: k for k, sample_id in enumerate(scores.sample_ids)}
+        if set(order) != set(first.sample_ids) or len(order) != len(scores.sample_ids):
+            raise FparError(f"{path}: its {len(scores.sample_ids)} samples are not the {len(first.sample_ids)} of "
+                            f"{first_path}; fuse runs evaluated on the same test samples")
+        rows = [order[sample_id] for sample_id in first.sample_ids]
+        if not np.array_equal(scores.labels[rows], first.labels):
+            raise FparError(f"{path}: sample labels differ from {first_path}'s")
+        fused += weight * scores.probabilities()[rows]
+    fused /= sum(weights)
+    with np.errstate(divide="ignore"):  # a probability of exactly 0 becomes -inf: still ranks last
+        return Scores(list(first.sample_ids), first.labels.copy(), np.log(fused), list(first.classes))
+
+
+def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = None, checkpoint: str = "best",
+              split: str = "test", **eval_options: Any) -> EvalResult:
+    """Fuse the saved scores of `runs` (evaluating a run first when it has no current evaluation)
+    and write an evaluation folder at `out` with the same metrics as `fpar eval` (no motion maps)."""
+    if len(runs) < 2:
+        raise FparError(f"--fuse needs at least two runs, got {len(runs)}")
+    weights = list(weights) if weights else [1.0] * len(runs)
+    named, sources = [], []
+    for path in runs:
+        run = require_run(path, checkpoint)
+        folder = run.eval_dir(checkpoint, split)
+        if not is_current(run, checkpoint, split):
+            evaluate_run(path, checkpoint, split, **eval_options)
+        named.append((folder / SCORES_CSV, read_scores(folder / SCORES_CSV)))
+        sources.append(read_metrics(folder) or {})
+    scores = fuse_scores(named, weights)
+    protocols = sorted({str(source.get("protocol")) for source in sources})
+    metrics: dict[str, Any] = {
+        "run": str(out),
+        "model": "+".join(str(source.get("model")) for source in sources),
+        "parameters": sum(int(source.get("parameters") or 0) for source in sources),
+        "checkpoint": checkpoint,
+        "split": split,
+        "protocol": protocols[0] if len(protocols) == 1 else "mixed: " + ", ".join(protocols),
+        "test_user": sources[0].get("test_user"),
+        "fusion": {"runs": [str(p) for p in runs], "weights": weights, "rule": FUSION_RULE},
+        **classification_metrics(scores),
+        "motion": None,
+    }
+    out = Path(out)
+    write_tables(out, scores, metrics, confusion_matrix(scores), f"fusion of {metrics['model']}")
+    write_metrics(out, metrics)
+    return EvalResult(out, metrics, scores)

@@ -1,0 +1,57 @@
+"""The `fpar eval` and `fpar report` verbs: results printed, user errors in one line with exit 1."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from eval_kit import make_run
+from fpar.cli import app, main
+
+runner = CliRunner()
+
+
+def test_eval_verb_prints_accuracy_and_pairs(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    result = runner.invoke(app, ["eval", str(run.root), "--device", "cpu"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run.eval_dir() / "metrics.json").read_text())
+    assert f"accuracy {100 * metrics['accuracy']:.2f}%" in result.output
+    assert "order-only pairs" in result.output and "(protocol: val)" in result.output
+
+
+def test_fuse_verb_needs_out_and_parses_weights(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    args = ["eval", "--fuse", str(rgb.root), str(flow.root), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 1  # FparError: --fuse needs --out
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "f"), "--weights", "1,x"])
+    assert bad.exit_code == 1 and "x" in str(bad.exception)
+    good = runner.invoke(app, [*args, "--out", str(tmp_path / "f"), "--weights", "1,1.5"], terminal_width=300)
+    assert good.exit_code == 0, good.output
+    assert json.loads((tmp_path / "f" / "metrics.json").read_text())["fusion"]["weights"] == [1.0, 1.5]
+
+
+def test_report_verb_writes_the_table(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    result = runner.invoke(app, ["report", str(run.root), "--out", str(tmp_path / "report"), "--device", "cpu"],
+                           terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "table.md").is_file() and "52.56" in result.output
+
+
+def test_eval_of_a_folder_without_a_run_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    monkeypatch.setattr("sys.argv", ["fpar", "eval", str(empty)])
+    try:
+        main()
+    except SystemExit as exit_:
+        assert exit_.code == 1
+    else:
+        raise AssertionError("fpar eval of an empty folder did not fail")
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(empty / "recipe.yaml") in out.replace("\n", "")

@@ -1,0 +1,114 @@
+"""`fpar eval --fuse` over saved scores and `fpar report`'s table, warnings and figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from eval_kit import default_metrics_rows, make_group, make_run, write_metrics_csv
+from fpar.errors import DataError, FparError
+from fpar.evaluate.evaluation import evaluate_run
+from fpar.evaluate.fusion import fuse_runs
+from fpar.evaluate.metrics import accuracy
+from fpar.evaluate.outputs import read_scores
+from fpar.evaluate.report import build_report, mean_std
+
+
+def test_fuse_evaluates_missing_runs_and_averages_probabilities(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow", seed=1)
+    result = fuse_runs([rgb.root, flow.root], tmp_path / "fused", [1.0, 1.5], progress=False)
+    a, b = (read_scores(run.eval_dir() / "scores.csv") for run in (rgb, flow))  # written by the fusion's evals
+    expected = (1.0 * a.probabilities() + 1.5 * b.probabilities()) / 2.5
+    np.testing.assert_allclose(result.scores.probabilities(), expected, rtol=1e-9)
+    metrics = json.loads((tmp_path / "fused" / "metrics.json").read_text())
+    assert metrics["accuracy"] == accuracy(result.scores)
+    assert metrics["fusion"]["weights"] == [1.0, 1.5] and metrics["model"] == "rgb+flow"
+    assert (tmp_path / "fused" / "confusion.png").is_file()
+
+
+def test_fusing_runs_of_other_test_samples_names_the_scores_file(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    fewer = make_run(tmp_path / "fewer", prepared_root, "flow", test_ids=["S2/take_cup/1", "S2/put_cup/1"])
+    with pytest.raises(FparError, match=r"fewer/eval/best-test/scores\.csv: its 2 samples are not the 8"):
+        fuse_runs([rgb.root, fewer.root], tmp_path / "fused", progress=False)
+    assert not (tmp_path / "fused" / "metrics.json").exists()
+
+
+def test_report_table_groups_published_column_and_warnings(tmp_path, prepared_root) -> None:
+    single = make_run(tmp_path / "rgb_run", prepared_root, "rgb")
+    single.warnings.write_text("test class put_cup never seen in training\n")
+    seeds = make_group(tmp_path / "ms_seeds", "seeds", ["seed0", "seed1"])
+    for seed in (0, 1):
+        make_run(seeds / f"seed{seed}", prepared_root, "rgb_ms", seed=seed)
+    assert not single.eval_dir().exists()  # the report evaluates what was not evaluated yet
+
+    report = build_report([single.root, seeds], tmp_path / "report", progress=False)
+    assert (single.eval_dir() / "metrics.json").is_file()
+    table = report.table_md.read_text()
+    rgb_line = next(line for line in table.splitlines() if line.startswith("| rgb_run "))
+    ms_line = next(line for line in table.splitlines() if line.startswith("| ms_seeds "))
+    # published GTEA61 numbers: rgb's in the last column, none for rgb_ms, and marked as not ours
+    assert rgb_line.rstrip(" |").endswith("52.56") and ms_line.rstrip(" |").endswith("-")
+    assert "published GTEA61 (%), seed report, not ours" in table
+    # the group: mean ± sample std of its two runs' accuracies, training time summed over both
+    accs = [100 * json.loads((seeds / s / "eval/best-test/metrics.json").read_text())["accuracy"]
+            for s in ("seed0", "seed1")]
+    mean, std = mean_std(accs)
+    assert f"{mean:.2f} ± {std:.2f} (n=2)" in ms_line
+    assert "1m 20s" in ms_line and "0m 40s" in rgb_line  # 4 epochs x 10 s per run
+    assert "val (checkpoint chosen on a validation part)" in rgb_line
+    assert "- rgb_run: rgb_run: test class put_cup never seen in training" in table
+
+    with report.table_csv.open() as handle:
+        rows = {row["name"]: row for row in csv.DictReader(handle)}
+    assert rows["ms_seeds"]["runs"] == "2" and rows["ms_seeds"]["kind"] == "seeds"
+    assert float(rows["ms_seeds"]["test_accuracy_mean"]) == pytest.approx(mean)
+    assert rows["ms_seeds"]["published_gtea61"] == "" and float(rows["rgb_run"]["published_gtea61"]) == 52.56
+    assert float(rows["rgb_run"]["training_seconds"]) == 40.0
+    names = sorted(p.name for p in report.figures)
+    assert names == ["curves.png", "ms_seeds-seed0.png", "ms_seeds-seed1.png", "rgb_run.png"]
+    assert all(p.stat().st_size > 0 for p in report.figures)
+
+
+def test_report_reevaluates_a_changed_checkpoint(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    evaluate_run(run.root, progress=False)
+    stale = json.loads((run.eval_dir() / "metrics.json").read_text())["checkpoint_sha256"]
+    make_run(tmp_path / "rgb", prepared_root, "rgb", seed=5)  # "training went on": new weights
+    build_report([run.root], tmp_path / "report", progress=False)
+    assert json.loads((run.eval_dir() / "metrics.json").read_text())["checkpoint_sha256"] != stale
+
+
+def test_report_shows_a_fused_folder_as_a_row(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    fused = fuse_runs([rgb.root, flow.root], tmp_path / "fused", progress=False)
+    table = build_report([tmp_path / "fused"], tmp_path / "report").table_md.read_text()
+    line = next(line for line in table.splitlines() if line.startswith("| fused (fusion) "))
+    assert f"{100 * fused.metrics['accuracy']:.2f}" in line and "rgb+flow" in line
+
+
+def test_metrics_csv_with_other_columns_is_refused(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    run.metrics.write_text("epoch,loss\n1,2.0\n")
+    with pytest.raises(DataError, match=r"metrics\.csv: columns"):
+        build_report([run.root], tmp_path / "report", progress=False)
+
+
+def test_mean_std_uses_the_sample_deviation() -> None:
+    mean, std = mean_std([50.0, 60.0])
+    assert mean == 55.0 and std == pytest.approx(math.sqrt(50.0))
+    assert mean_std([42.0]) == (42.0, None)
+
+
+def test_curves_skip_a_run_without_metrics_rows(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb", metrics_rows=[])
+    report = build_report([run.root], tmp_path / "report", progress=False)
+    assert report.figures == [] and "| rgb |" in report.table_md.read_text()
+    write_metrics_csv(run, default_metrics_rows())
+    assert len(build_report([run.root], tmp_path / "report2", progress=False).figures) == 2
