@@ -33,6 +33,15 @@ class DataConfig:
     exclude_classes: list[str] = field(default_factory=lambda: ["put_tea"])
     batch_size: int = 32
     workers: int = 2
+    # Where an evaluation over several flow windows (segments) puts them: "flow", Ego-RNN's flow
+    # evaluation (S starts spread evenly, the last window short of the clip's end; the reference's
+    # flow model is scored with S=5), or "two_stream", its late-fusion two-stream evaluation (from
+    # the first to the last training start, both read). See `fpar.data.sampling`.
+    segment_rule: str = "flow"
+    # What a two-stream clip spreads its N frames over: "frames" (n, as the RGB datasets do, so the
+    # RGB branch sees the frames its RGB stage was trained on) or "flows" (n - 1: Ego-RNN's two-stream
+    # dataset counts only flow files; use it to evaluate its published two-stream weights exactly).
+    two_stream_rgb_over: str = "frames"
 
     def resize_side(self) -> int:
         """The short side before cropping: `resize`, or round(image_size * 8 / 7) when None.
