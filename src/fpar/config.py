@@ -19,7 +19,12 @@ from fpar.errors import ConfigError, one_line
 
 @dataclass
 class DataConfig:
-    """Where the data is, how it is split, and how clips are sampled."""
+    """Where the data is, how it is split, and how clips are sampled.
+
+    Where Ego-RNN has two rules, both are options and the default is said at the field: a
+    two-stream clip spreads its frames over its frames by default (`two_stream_rgb_over`), so the
+    RGB branch sees what its RGB stage trained on; the reference's flow count is one option away.
+    """
 
     root: str = ""
     layout: str = "auto"  # "auto", "course" (with motion maps) or "egornn"

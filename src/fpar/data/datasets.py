@@ -104,8 +104,7 @@ class ClipDataset(Dataset):
             "sample_id": sample.id,
         }
         if "rgb" in self.keys:
-            span = sample.n_flows if self.rgb_over == "flows" else sample.n_frames
-            positions = frame_positions(span, self.frames)
+            positions = frame_positions(sample.rgb_span(self.rgb_over), self.frames)
             item["rgb"] = self.transform.rgb([read_image(sample.frame(p)) for p in positions], params)
             if "mmaps" in self.keys:  # the maps of the same frames
                 maps = [read_image(sample.mmap(p), gray=True) for p in positions]

@@ -167,6 +167,11 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
+# Ego-RNN keeps every instance with at least this many frames, whatever N (shorter clips repeat frames).
+MIN_RGB_FRAMES = 5
+RGB_SPANS = ("frames", "flows")  # what a two-stream clip spreads its N frames over (data.two_stream_rgb_over)
+
+
 @dataclass(frozen=True)
 class Sample:
     """One action instance and its files, each list indexed by position."""
@@ -199,6 +204,12 @@ class Sample:
         if axis not in ("x", "y"):
             raise ValueError(f"flow axis must be 'x' or 'y', got {axis!r}")
         return (self.flow_x if axis == "x" else self.flow_y)[position]
+
+    def rgb_span(self, over: str = "frames") -> int:
+        """The count N frames are spread over: the frames, or the flows (Ego-RNN's two-stream rule)."""
+        if over not in RGB_SPANS:
+            raise ValueError(f"RGB frames are spread over one of {', '.join(RGB_SPANS)}, got {over!r}")
+        return self.n_flows if over == "flows" else self.n_frames
 
     def mmap(self, position: int) -> Path:
         """The motion map of frame `position`; frames past the last map reuse the last one."""
@@ -287,11 +298,6 @@ def _key_order(key: tuple[str, str, str]) -> tuple:
     return user, label, instance_order(instance)
 
 
-# Ego-RNN keeps every instance with at least this many frames, whatever N (shorter clips repeat frames).
-MIN_RGB_FRAMES = 5
-RGB_SPANS = ("frames", "flows")  # what a two-stream clip spreads its N frames over (data.two_stream_rgb_over)
-
-
 def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], flow_stack: int,
                     rgb_over: str = "frames") -> str | None:
     """Why a dataset reading `keys` ("rgb", "mmaps", "flow") with L=`flow_stack` flows cannot use
@@ -309,8 +315,6 @@ def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], flow_stack:
 
     The datasets drop such samples, `fpar data check` reports them.
     """
-    if rgb_over not in RGB_SPANS:
-        raise ValueError(f"rgb_over must be one of {', '.join(RGB_SPANS)}, got {rgb_over!r}")
     if "flow" in keys:
         if sample.n_flows < flow_stack:
             return f"{sample.n_flows} flows, needs {flow_stack}"
@@ -319,7 +323,7 @@ def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], flow_stack:
     if "mmaps" in keys and not sample.mmaps:
         return "no motion maps"
     if "rgb" in keys and "flow" in keys:
-        span = sample.n_flows if rgb_over == "flows" else sample.n_frames
+        span = sample.rgb_span(rgb_over)
         if span < 2 or sample.n_frames < span:
             return f"{sample.n_frames} frames, {sample.n_flows} flows: too few to spread frames over the {rgb_over}"
     return None
