@@ -223,7 +223,7 @@ def data_check(
                                               "layout) or frames/ (Ego-RNN layout).")],
     layout: Annotated[str, typer.Option(help="Layout of ROOT: auto, course or egornn.")] = "auto",
     frames: Annotated[int, typer.Option("--frames", help="N, RGB frames per clip: instances with fewer "
-                                                         "are reported.")] = _DATA.frames,
+                                                         "repeat frames (a note).")] = _DATA.frames,
     flow_stack: Annotated[int, typer.Option("--flow-stack", help="L, flows per stack: instances with fewer "
                                                                  "are reported.")] = _DATA.flow_stack,
     quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every image (much faster on "
@@ -241,13 +241,14 @@ def data_check(
     and list the leave-one-user-out splits (instances in train / val / test per held-out user).
 
     Problems, each printed as a warning with its path:
-    missing folder, empty instance, fewer frames than N or flows than L,
+    missing folder, empty instance, fewer than 5 frames or fewer flows than L,
     unreadable image, flow x/y count mismatch, flows or maps not matching the frames,
     gaps in file numbers.
     The exit code is 0 unless --strict; --quick skips decoding the images.
     A root with no instance (an empty frames folder, or the wrong --layout) is an error (exit 1).
-    Notes (an empty val split: raise val_fraction or train with selection=test) are about the
-    settings, not the data, and do not count for --strict.
+    Notes (instances with fewer than N frames, kept with repeated frames as in Ego-RNN; an empty
+    val split: raise val_fraction or train with selection=test) are about the settings, not the
+    data, and do not count for --strict.
 
     Example: fpar data check data/gtea61 --frames 25 --flow-stack 5 --test-user S2 --strict
     """

@@ -19,7 +19,12 @@ from fpar.errors import ConfigError, one_line
 
 @dataclass
 class DataConfig:
-    """Where the data is, how it is split, and how clips are sampled."""
+    """Where the data is, how it is split, and how clips are sampled.
+
+    Where Ego-RNN has two rules, both are options and the default is said at the field: a
+    two-stream clip spreads its frames over its frames by default (`two_stream_rgb_over`), so the
+    RGB branch sees what its RGB stage trained on; the reference's flow count is one option away.
+    """
 
     root: str = ""
     layout: str = "auto"  # "auto", "course" (with motion maps) or "egornn"
@@ -33,6 +38,15 @@ class DataConfig:
     exclude_classes: list[str] = field(default_factory=lambda: ["put_tea"])
     batch_size: int = 32
     workers: int = 2
+    # Where an evaluation over several flow windows (segments) puts them: "flow", Ego-RNN's flow
+    # evaluation (S starts spread evenly, the last window short of the clip's end; the reference's
+    # flow model is scored with S=5), or "two_stream", its late-fusion two-stream evaluation (from
+    # the first to the last training start, both read). See `fpar.data.sampling`.
+    segment_rule: str = "flow"
+    # What a two-stream clip spreads its N frames over: "frames" (n, as the RGB datasets do, so the
+    # RGB branch sees the frames its RGB stage was trained on) or "flows" (n - 1: Ego-RNN's two-stream
+    # dataset counts only flow files; use it to evaluate its published two-stream weights exactly).
+    two_stream_rgb_over: str = "frames"
 
     def resize_side(self) -> int:
         """The short side before cropping: `resize`, or round(image_size * 8 / 7) when None.

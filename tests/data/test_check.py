@@ -16,7 +16,7 @@ from fpar.errors import ConfigError, DataError
 runner = CliRunner()
 
 BROKEN = (
-    FakeInstance("S1", "open_jam", "1", frames=4),  # fewer frames than N=7 (and 3 flows < L=5)
+    FakeInstance("S1", "open_jam", "1", frames=4),  # fewer than the 5 frames RGB needs (and 3 flows < L=5)
     FakeInstance("S1", "open_jam", "2", flows=9, flows_y=8),  # flow x/y mismatch
     FakeInstance("S1", "take_cup", "1"),  # gets a corrupt frame
     FakeInstance("S2", "take_cup", "1"),  # its flow_y folder is removed
@@ -76,7 +76,7 @@ def test_every_problem_names_its_path(make_root) -> None:
     _break(root)
     found = {str(p) for p in check_root(root, frames=7, flow_stack=5).problems}
     expected = {
-        "processed_frames2/S1/open_jam/1/rgb: only 4 frames, fewer than N=7",
+        "processed_frames2/S1/open_jam/1/rgb: only 4 frames, fewer than 5 (the RGB datasets drop this",
         "flow_x_processed/S1/open_jam/1: only 3 flows, fewer than L=5",
         "flow_x_processed/S1/open_jam/2: flow x/y count mismatch: 9 x files, 8 y files",
         "processed_frames2/S1/take_cup/1/rgb/rgb0003.png: unreadable image",
@@ -126,9 +126,26 @@ def test_quick_skips_decoding_and_frames_option_applies(make_root) -> None:
     root = make_root("egornn")
     (root / "frames/S1/open_jam/1/image_00003.jpg").write_bytes(b"")
     assert check_root(root, read_images=False).clean
-    quick = runner.invoke(app, ["data", "check", str(root), "--quick", "--frames", "11", "--layout", "egornn"])
+    quick = runner.invoke(app, ["data", "check", str(root), "--quick", "--strict", "--frames", "11",
+                                "--layout", "egornn"], env={"COLUMNS": "300"})
     assert "images not decoded" in quick.output
-    assert quick.output.count("fewer than N=11") == 6  # every instance but the 12-frame one
+    # fewer frames than N is kept and sampled with repeats (Ego-RNN): a note, not a problem (exit 0 with
+    # --strict); every listed instance but the 12-frame one, put_tea excluded
+    assert quick.exit_code == 0, quick.output
+    assert ("note: 5 instance(s) have fewer than N=11 frames (e.g. S1/open_jam/1: 10): their clips repeat "
+            "frames, as in Ego-RNN") in quick.output
+    assert "no problems (N=11, L=5; 2 note(s) above)" in quick.output  # and the empty-val note
+    assert "note: 6 instance(s) have fewer than N=11" in runner.invoke(  # put_tea kept: counted
+        app, ["data", "check", str(root), "--quick", "--frames", "11", "--exclude", ""], env={"COLUMNS": "300"}).output
+
+
+def test_instances_of_five_frames_are_kept_and_four_reported(make_root) -> None:
+    """Ego-RNN keeps instances of at least 5 frames, whatever N; shorter RGB clips are problems."""
+    root = make_root("egornn", (FakeInstance("S1", "open_jam", "1", frames=5),
+                                FakeInstance("S1", "open_jam", "2", frames=4)))
+    found = [str(p) for p in check_root(root, frames=25, flow_stack=3, read_images=False).problems]
+    assert found == [f"{root}/frames/S1/open_jam/2: only 4 frames, fewer than 5 "
+                     f"(the RGB datasets drop this instance, as Ego-RNN does)"]
 
 
 def test_help_has_an_example() -> None:

@@ -129,3 +129,14 @@ def test_split_errors_name_the_bad_value() -> None:
         split_by_user(samples, "S9")
     with pytest.raises(DataError, match="selection"):
         split_by_user(samples, "S1", selection="train")
+
+
+def test_numbering_gap_names_the_first_missing_file_in_the_layouts_numbering() -> None:
+    """`fpar data check` reports gaps through `Layout`, which alone knows each layout's first number."""
+    names = lambda *files: [Path(f) for f in files]  # noqa: E731
+    assert COURSE.numbering_gap("rgb", names("rgb0001.png", "rgb0002.png")) is None
+    assert COURSE.numbering_gap("rgb", names("rgb0001.png", "rgb0002.png", "rgb0005.png")) == "rgb0003.png is missing"
+    assert COURSE.numbering_gap("flow_x", names("flow_x_00002.png", "flow_x_00004.png")) == "flow_x_00003.png is missing"
+    assert EGORNN.numbering_gap("rgb", names("image_00000.jpg", "image_00002.jpg")) == "image_00001.jpg is missing"
+    assert COURSE.numbering_gap("rgb", names("rgb0001.png", "rgb001.png", "rgb0002.png")) == "a number is repeated"
+    assert COURSE.numbering_gap("mmaps", []) is None

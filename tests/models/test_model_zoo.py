@@ -32,6 +32,26 @@ EXPECTED_PARAMETERS = {  # the reference architecture at 224x224, 61 classes, L 
 # Parameters that get no gradient by design: the RGB backbone's fc bias only shifts the logits
 # whose argmax picks the attention's class (the same holds in Ego-RNN).
 NO_GRADIENT = {"streams.rgb.backbone.fc.bias"}
+# Parameters whose gradient is exactly zero in the first backward pass of these tests (T = 2 frames,
+# at initialisation), every element, and why:
+# - the ConvLSTM output gate's recurrent conv: the classifier pools the cell state c_T, which the
+#   output gate never touches; o_t only shapes h_t, and h_t only feeds step t+1. At t = 1 the
+#   recurrent conv reads h_0 = 0 (the zero initial state), and h_2 feeds nothing at T = 2. So at
+#   T = 2 its gradient is zero whatever the weights (from T = 3 on it is not: checked below). Its
+#   input conv does get one (o_1 shapes h_1, which feeds step 2).
+# - the first conv of each feedback branch (delta_beta, gamma): the branch's last conv is
+#   zero-initialised so that the model starts as rgb_ms, and a zero conv passes no gradient back;
+#   the first convs get one once the last ones have moved (test_feedback checks that).
+OUTPUT_GATE_H_CONV = "streams.rgb.lstm.h_convs.o.weight"
+FEEDBACK_FIRST_CONVS = {f"streams.rgb.feedback.{branch}.0.{kind}" for branch in ("delta_beta", "gamma")
+                        for kind in ("weight", "bias")}
+ZERO_GRADIENT_AT_T2 = {
+    "flow": set(),
+    "rgb": {OUTPUT_GATE_H_CONV},
+    "rgb_ms": {OUTPUT_GATE_H_CONV},
+    "rgb_ms_feedback": {OUTPUT_GATE_H_CONV, *FEEDBACK_FIRST_CONVS},
+    "two_stream": {OUTPUT_GATE_H_CONV},
+}
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -103,9 +123,8 @@ def test_input_keys(name: str) -> None:
     assert build_model(small_config(name)).input_keys == expected[name]
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_backward_reaches_every_trainable_parameter(name: str) -> None:
-    cfg = small_config(name)
+def _backward(cfg: ModelConfig) -> torch.nn.Module:
+    """One training-mode forward and backward of L_cls (+ L_ms) on a batch; the model with its grads."""
     model = build_model(cfg).train()
     batch = make_batch(cfg)
     out = model(batch)
@@ -114,22 +133,55 @@ def test_backward_reaches_every_trainable_parameter(name: str) -> None:
         loss = loss + F.cross_entropy(out.ms_logits.flatten(0, 1), batch["mmaps"].flatten(0, 1))
     loss.backward()
     assert torch.isfinite(loss)
+    return model
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_backward_reaches_every_trainable_parameter(name: str) -> None:
+    """Every parameter gets a finite gradient that is non-zero somewhere, except exactly those
+    listed in NO_GRADIENT (no gradient at all) and ZERO_GRADIENT_AT_T2 (all zeros, see there)."""
+    model = _backward(small_config(name))  # T = 2 frames
+    zero = ZERO_GRADIENT_AT_T2[name]
     for key, param in model.named_parameters():
         if key in NO_GRADIENT:
+            assert param.grad is None, f"{key} got a gradient"
             continue
         assert param.grad is not None, f"{key} got no gradient"
         assert torch.isfinite(param.grad).all(), f"{key} has a non-finite gradient"
+        if key in zero:
+            assert not param.grad.any(), f"{key}: expected an all-zero gradient at T=2 and initialisation"
+        else:
+            assert param.grad.any(), f"{key}: all-zero gradient"
+
+
+def test_output_gate_recurrent_conv_gets_gradient_from_three_frames() -> None:
+    """At T = 3 h_1 != 0 reaches step 2's output gate, and h_2 feeds step 3: the zero is T = 2's."""
+    model = _backward(small_config("rgb", frames=3))
+    assert model.get_parameter(OUTPUT_GATE_H_CONV).grad.any()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_eval_is_deterministic(name: str) -> None:
+    """In eval mode an output depends on its own input only: not on the RNG (dropout off), not on
+    the rest of the batch (batch norm uses its running statistics), and the forward changes no
+    buffer (running statistics stay put)."""
     cfg = small_config(name)
     model = build_model(cfg).eval()
-    batch = make_batch(cfg)
+    batch = make_batch(cfg, batch=3)
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
     with torch.no_grad():
-        first, second = model(batch), model(batch)
+        torch.manual_seed(1)
+        first = model(batch)
+        torch.manual_seed(2)
+        second = model(batch)
+        alone = model({k: v[:1] for k, v in batch.items()})
     assert torch.equal(first.logits, second.logits)
     assert torch.equal(first.feature_maps, second.feature_maps)
+    # a batch of 1 runs other conv kernels: float rounding differs slightly, batch statistics would not
+    torch.testing.assert_close(alone.logits, first.logits[:1], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(alone.feature_maps, first.feature_maps[:1], atol=1e-3, rtol=1e-3)
+    for key, value in model.named_buffers():
+        assert torch.equal(value, buffers[key]), f"{key} changed in an eval forward"
 
 
 def test_ms_regression_variant() -> None:
@@ -182,7 +234,10 @@ def test_bf16_autocast_forward_backward(name: str) -> None:
         out = model(make_batch(cfg))
     out.logits.float().sum().backward()
     assert torch.isfinite(out.logits.float()).all()
-    assert model.classifier.fc.weight.grad is not None
+    fc = model.classifier.fc
+    # d(sum of logits)/d(bias) is the batch size for every class, exactly (2 is exact in bf16)
+    assert torch.equal(fc.bias.grad, torch.full_like(fc.bias, 2.0))
+    assert torch.isfinite(fc.weight.grad).all() and fc.weight.grad.any()
 
 
 def _compiled_step(name: str, backend: str, **options: str) -> None:

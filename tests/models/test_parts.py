@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from model_testkit import RunsCode
 from torchvision.models import ResNet34_Weights, resnet34
 
+from fpar.data.transforms import FLOW_MEAN, FLOW_STD, ClipParams, ClipTransform
 from fpar.errors import CheckpointError
 from fpar.models.backbone import build_backbone, layer4_side
 
@@ -98,32 +99,37 @@ def test_local_weight_file(tmp_path: Path) -> None:
         build_backbone(str(tmp_path / "missing.pth"))
 
 
-def hflip_flow_stack(stack: torch.Tensor, max_value: float = 255.0) -> torch.Tensor:
-    """The flip convention the flow stream expects, written out independently of the data layer:
-    mirror every image of an un-normalised (2L, H, W) stack and invert its x images."""
+def hflip_flow_stack(stack: torch.Tensor) -> torch.Tensor:
+    """The flip convention the flow stream expects, written out independently of the data layer
+    (the oracle of the test below): mirror every image of a uint8 (2L, H, W) stack, invert its x
+    images."""
     flipped = stack.flip(-1)
-    flipped[..., 0::2, :, :] = max_value - flipped[..., 0::2, :, :]
+    flipped[0::2] = 255 - flipped[0::2]
     return flipped
 
 
+def _gray_levels(stack: torch.Tensor) -> torch.Tensor:
+    """A normalised flow stack back to its 0..255 gray levels."""
+    return ((stack * FLOW_STD + FLOW_MEAN) * 255).round().to(torch.uint8)
+
+
 def test_flow_flip_mirrors_and_inverts_x_only() -> None:
-    """Stack (2L, H, W) = x1, y1, x2, y2: a rightward x flow (v > 128) becomes leftward."""
-    stack = torch.full((4, 2, 3), 128, dtype=torch.uint8)
-    stack[0, 0, 0] = 200  # x1: moving right at the left edge
-    stack[1, 0, 0] = 60  # y1: moving up at the same place
-    flipped = hflip_flow_stack(stack)
-    assert flipped[0, 0, 2] == 255 - 200  # mirrored position, inverted: moving left
-    assert flipped[1, 0, 2] == 60  # y only mirrored
+    """fpar's flow transform on a stack x1, y1, x2, y2 of 3x3 images (resize and crop keep 3x3, so
+    only the flip acts): a rightward x flow (v > 128) becomes leftward at the mirrored place."""
+    x1, y1, x2, y2 = (torch.full((1, 3, 3), 128, dtype=torch.uint8) for _ in range(4))
+    x1[0, 0, 0] = 200  # moving right at the top-left corner
+    y1[0, 0, 0] = 60  # moving up at the same place
+    transform = ClipTransform(image_size=3, resize=3)
+    flipped = _gray_levels(transform.flow([x1, x2], [y1, y2], ClipParams(flip=True)))
+    assert flipped[0].tolist() == [[127, 127, 55], [127, 127, 127], [127, 127, 127]]  # mirrored, 255 - v
+    assert flipped[1].tolist() == [[128, 128, 60], [128, 128, 128], [128, 128, 128]]  # y: mirrored only
     assert (flipped[2] == 127).all() and (flipped[3] == 128).all()  # x: 128 -> 127, y unchanged
-    assert torch.equal(hflip_flow_stack(flipped), stack)
-    floats = stack.float() / 255
-    torch.testing.assert_close(hflip_flow_stack(floats, max_value=1.0), flipped.float() / 255)
+    plain = _gray_levels(transform.flow([x1, x2], [y1, y2], ClipParams()))
+    assert torch.equal(plain, torch.cat([x1, y1, x2, y2]))  # no flip: the stack as read
 
 
 def test_flow_flip_agrees_with_the_data_layer() -> None:
-    """The dataset's flipped flow stack is `hflip_flow_stack` of the raw stack, then normalised."""
-    from fpar.data.transforms import FLOW_MEAN, FLOW_STD, ClipParams, ClipTransform
-
+    """On random images, the transform's flipped stack is `hflip_flow_stack` of the raw stack."""
     g = torch.Generator().manual_seed(0)
     xs = [torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8, generator=g) for _ in range(3)]
     ys = [torch.randint(0, 256, (1, 8, 8), dtype=torch.uint8, generator=g) for _ in range(3)]

@@ -6,11 +6,13 @@ so one run lists them all; the CLI decides whether they fail the run (`--strict`
 A root with no instance at all is not a problem but an error (DataError): there is nothing to
 check, and a wrong `--layout` or an empty frames folder must not pass as "no problems".
 
-Notes are about the settings, not the data, so they never count for `--strict`: an empty
-validation split (the stratified `val_fraction` share rounds to 0 for every class, e.g. with 2
-users x 2 instances per class) is a note, because it depends on `val_fraction` and `selection`
-(with `selection=test`, the reference protocol, val is the test user and never empty), and an
-`--exclude` name that is no class of the root is a warning line that is not a problem either.
+Notes are about the settings, not the data, so they never count for `--strict`. Instances with
+fewer than N frames (but at least 5: shorter ones are problems) are kept and sampled with repeats,
+as Ego-RNN does, and a note counts them. An empty validation split (the stratified `val_fraction`
+share rounds to 0 for every class, e.g. with 2 users x 2 instances per class) is a note, because
+it depends on `val_fraction` and `selection` (with `selection=test`, the reference protocol, val
+is the test user and never empty). An `--exclude` name that is no class of the root is a warning
+line that is not a problem either.
 
 By default every image is decoded, because a truncated JPEG only fails when it is read and a
 training run should not find it at epoch 40. On real GTEA61 (~100k images) that takes minutes
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from fpar.data.images import read_image
 from fpar.data.layout import (
+    MIN_RGB_FRAMES,
     Discovery,
     Problem,
     Sample,
@@ -64,22 +67,21 @@ class CheckReport:
 _FILES = {"rgb": "frames", "flow_x": "flow_x", "flow_y": "flow_y", "mmaps": "mmaps"}  # modality -> Sample field
 
 
-def _count_problems(found: Discovery, sample: Sample, frames: int, flow_stack: int) -> list[Problem]:
-    """Too few frames, flows or maps for what training reads, counts that break the position
-    alignment (flows != frames - 1, maps not n or n - 1) and gaps in file numbers (empty
-    modalities `discover` reports)."""
+def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[Problem]:
+    """Too few frames or flows for the datasets (`unusable_reason`), counts that break the
+    position alignment (flows != frames - 1, maps not n or n - 1) and gaps in file numbers
+    (empty modalities are `discover`'s problems)."""
     def folder(modality: str) -> Path:
         return found.layout.instance_dir(found.root, modality, sample.user, sample.label, sample.instance)
 
     problems = []
     modalities = found.layout.modalities
-    # empty modalities are `discover`'s problems; these are the datasets' own "too short" rule
-    if sample.n_frames and unusable_reason(sample, {"rgb"}, frames, flow_stack):
-        problems.append(Problem(folder("rgb"), f"only {sample.n_frames} frames, fewer than N={frames} "
-                                               f"(training drops this instance)"))
-    if "flow_x" in modalities and sample.n_flows and unusable_reason(sample, {"flow"}, frames, flow_stack):
+    if sample.n_frames and unusable_reason(sample, {"rgb"}, flow_stack):
+        problems.append(Problem(folder("rgb"), f"only {sample.n_frames} frames, fewer than {MIN_RGB_FRAMES} "
+                                               f"(the RGB datasets drop this instance, as Ego-RNN does)"))
+    if "flow_x" in modalities and sample.n_flows and unusable_reason(sample, {"flow"}, flow_stack):
         problems.append(Problem(folder("flow_x"), f"only {sample.n_flows} flows, fewer than L={flow_stack} "
-                                                  f"(training drops this instance)"))
+                                                  f"(the flow and two-stream datasets drop this instance)"))
     n_maps, n = len(sample.mmaps), sample.n_frames
     if "mmaps" in modalities and n_maps and n and n_maps not in (n - 1, n):
         problems.append(Problem(folder("mmaps"), f"{n_maps} motion maps for {n} frames (expected {n - 1} "
@@ -89,12 +91,9 @@ def _count_problems(found: Discovery, sample: Sample, frames: int, flow_stack: i
         problems.append(Problem(folder("flow_x"), f"{sample.n_flows} flows for {n} frames (expected {n - 1}: "
                                                   f"flow k goes from frame k to frame k+1)"))
     for modality in modalities:
-        spec = found.layout.specs[modality]
-        numbers = [spec.number_of(path.name) for path in getattr(sample, _FILES[modality])]
-        if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-            missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-            what = f"{spec.name(missing[0] - spec.first)} is missing" if missing else "a number is repeated"
-            problems.append(Problem(folder(modality), f"{modality} files are not numbered consecutively ({what}): "
+        gap = found.layout.numbering_gap(modality, getattr(sample, _FILES[modality]))
+        if gap:
+            problems.append(Problem(folder(modality), f"{modality} files are not numbered consecutively ({gap}): "
                                                       f"positions after the gap would misalign"))
     return problems
 
@@ -133,7 +132,7 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
         raise DataError(_nothing_found(found))
     problems = list(found.problems) + unvouched(found)
     for sample in found.samples:
-        problems += _count_problems(found, sample, frames, flow_stack)
+        problems += _count_problems(found, sample, flow_stack)
     if read_images:
         problems += _unreadable([p for s in found.samples for p in _all_files(s)], progress)
     problems.sort(key=lambda p: str(p.path))
@@ -257,6 +256,12 @@ def print_report(report: CheckReport, console: Console, exclude: list[str] | tup
             every = sorted({s.user for s in samples if s.label in set(classes)})
             note = empty_val_note(empty, all_users=not test_users and empty == every, val_fraction=val_fraction)
             console.print(f"[cyan]note:[/] {note}", highlight=False, soft_wrap=True)
+    repeating = [s for s in samples if MIN_RGB_FRAMES <= s.n_frames < report.frames and s.label in set(classes)]
+    if repeating:
+        notes += 1
+        console.print(f"[cyan]note:[/] {len(repeating)} instance(s) have fewer than N={report.frames} frames "
+                      f"(e.g. {repeating[0].id}: {repeating[0].n_frames}): their clips repeat frames, as in Ego-RNN",
+                      highlight=False, soft_wrap=True)
     if not report.images_read:
         console.print("images not decoded (--quick)")
     if report.clean:

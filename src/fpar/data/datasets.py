@@ -4,7 +4,8 @@ An item is a dict (DESIGN section 8), so the trainer and collate never care whic
 
 * ``"rgb"``: (T, 3, S, S) float, the N frames of `sampling.frame_positions`;
 * ``"flow"``: (2L, S, S) float, L consecutive flows interleaved x1, y1, x2, y2, ...
-  ((segments, 2L, S, S) when several evaluation windows are asked for);
+  ((segments, 2L, S, S) when several evaluation windows are asked for, placed by
+  ``segment_rule``: `sampling.SEGMENT_RULES`);
 * ``"mmaps"``: (T, S, S) int64 0/1, the motion maps of the same N frames at the crop size
   (the model resizes them to its layer4 size);
 * ``"label"``: int64 scalar, the index of the sample's class in `classes`;
@@ -12,11 +13,18 @@ An item is a dict (DESIGN section 8), so the trainer and collate never care whic
 
 One `ClipTransform.draw` per item: the frames, maps and flows of an item share flip and crop.
 
-Short samples are dropped when the dataset is built, with one warning listing them (and the list
-kept in `dropped`), rather than raising: the reference drops instances shorter than L, and one
-short instance in a thousand should not stop a training run. `fpar data check` reports the same
-samples. Samples whose class is not in `classes` (e.g. the excluded ``put_tea``) are left out
-silently: the class list is where exclusion is decided.
+Which samples are kept follows the reference's datasets (`layout.unusable_reason`): RGB datasets
+keep every instance of at least 5 frames whatever N, sampling frames with repeats when it has
+fewer than N; flow and two-stream datasets count only the flows (at least L). Samples too short
+even for that are dropped when the dataset is built, with one warning listing them (and the list
+kept in `dropped`), rather than raising: one short instance in a thousand should not stop a
+training run. `fpar data check` reports the same samples. Samples whose class is not in `classes`
+(e.g. the excluded ``put_tea``) are left out silently: the class list is where exclusion is
+decided.
+
+A two-stream clip spreads its N frames over the frames by default, or over the flow count as
+Ego-RNN's two-stream dataset does (``rgb_over="flows"``, ``data.two_stream_rgb_over``; see
+`DataConfig` for why the default differs).
 
 Randomness (flip, crop, train flow window) comes from torch's global RNG. DataLoader seeds it in
 every worker from a base seed that it draws from the main process's RNG, so `torch.manual_seed(s)`
@@ -36,10 +44,10 @@ from torch.utils.data import Dataset
 
 from fpar.config import DataConfig
 from fpar.data.images import read_image as read_array
-from fpar.data.layout import Sample, unusable_reason
-from fpar.data.sampling import eval_flow_start, flow_window, frame_positions, segment_flow_starts, train_flow_start
+from fpar.data.layout import RGB_SPANS, Sample, unusable_reason
+from fpar.data.sampling import SEGMENT_RULES, eval_flow_start, flow_window, frame_positions, train_flow_start
 from fpar.data.transforms import ClipParams, ClipTransform
-from fpar.errors import DataError
+from fpar.errors import ConfigError, DataError
 
 
 def read_image(path: Path, gray: bool = False) -> torch.Tensor:
@@ -55,22 +63,26 @@ class ClipDataset(Dataset):
     """Base of the four datasets: `keys` says which modalities an item carries."""
 
     keys: ClassVar[frozenset[str]]
+    rgb_over = "frames"  # what the N frames are spread over; only the two-stream dataset may change it
 
     def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: ClipTransform,
-                 frames: int = 7, flow_stack: int = 5, segments: int = 1) -> None:
+                 frames: int = 7, flow_stack: int = 5, segments: int = 1, segment_rule: str = "flow") -> None:
         """`frames` is N (RGB, maps), `flow_stack` L; `segments` > 1 replaces the single flow window
-        (random in training, centre otherwise) with that many evenly spaced ones."""
+        (random in training, centre otherwise) with that many, placed by `segment_rule` (a key
+        of `sampling.SEGMENT_RULES`: "flow" or "two_stream")."""
         if frames < 1 or flow_stack < 1 or segments < 1:
             raise ValueError(f"frames, flow_stack and segments must be >= 1, "
                              f"got {frames}, {flow_stack}, {segments}")
+        _check_choice("segment_rule", segment_rule, SEGMENT_RULES)
         self.classes = list(classes)
         self.transform = transform
         self.frames = frames
         self.flow_stack = flow_stack
         self.segments = segments
+        self.segment_rule = segment_rule
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         usable = [s for s in samples if s.label in self._class_index]
-        reasons = {s.id: unusable_reason(s, self.keys, frames, flow_stack) for s in usable}
+        reasons = {s.id: unusable_reason(s, self.keys, flow_stack, self.rgb_over) for s in usable}
         self.samples = [s for s in usable if reasons[s.id] is None]
         self.dropped = [(s, reasons[s.id]) for s in usable if reasons[s.id] is not None]
         if self.dropped:
@@ -92,7 +104,7 @@ class ClipDataset(Dataset):
             "sample_id": sample.id,
         }
         if "rgb" in self.keys:
-            positions = frame_positions(sample.n_frames, self.frames)
+            positions = frame_positions(sample.rgb_span(self.rgb_over), self.frames)
             item["rgb"] = self.transform.rgb([read_image(sample.frame(p)) for p in positions], params)
             if "mmaps" in self.keys:  # the maps of the same frames
                 maps = [read_image(sample.mmap(p), gray=True) for p in positions]
@@ -103,7 +115,7 @@ class ClipDataset(Dataset):
 
     def _flow(self, sample: Sample, params: ClipParams) -> torch.Tensor:
         if self.segments > 1:
-            starts = segment_flow_starts(sample.n_flows, self.flow_stack, self.segments)
+            starts = SEGMENT_RULES[self.segment_rule](sample.n_flows, self.flow_stack, self.segments)
         elif self.transform.train:
             starts = [train_flow_start(sample.n_flows, self.flow_stack)]
         else:
@@ -141,6 +153,15 @@ class TwoStreamClips(ClipDataset):
 
     keys = frozenset({"rgb", "flow"})
 
+    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: ClipTransform,
+                 frames: int = 7, flow_stack: int = 5, segments: int = 1, segment_rule: str = "flow",
+                 rgb_over: str = "frames") -> None:
+        """As `ClipDataset`; `rgb_over` "flows" spreads the N frames over the flow count (n - 1),
+        as Ego-RNN's two-stream dataset does, instead of the frame count."""
+        _check_choice("two_stream_rgb_over", rgb_over, RGB_SPANS)
+        self.rgb_over = rgb_over
+        super().__init__(samples, classes, transform, frames, flow_stack, segments, segment_rule)
+
 
 DATASETS: dict[frozenset[str], type[ClipDataset]] = {
     cls.keys: cls for cls in (RGBClips, FlowStacks, RGBWithMotionMaps, TwoStreamClips)
@@ -149,11 +170,20 @@ DATASETS: dict[frozenset[str], type[ClipDataset]] = {
 
 def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Iterable[str],
                  cfg: DataConfig, train: bool, segments: int = 1) -> ClipDataset:
-    """The dataset giving exactly the inputs a model needs (its `input_keys`), built from `cfg`."""
+    """The dataset giving exactly the inputs a model needs (its `input_keys`), built from `cfg`
+    (N, L, sizes, `segment_rule`, and `two_stream_rgb_over` for the two-stream dataset)."""
     wanted = frozenset(needs)
     if wanted not in DATASETS:
         known = ", ".join(sorted("{" + ", ".join(sorted(k)) + "}" for k in DATASETS))
         raise DataError(f"no dataset gives inputs {sorted(wanted)}; known input sets: {known}")
     transform = ClipTransform(image_size=cfg.image_size, resize=cfg.resize_side(), train=train)
-    return DATASETS[wanted](samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack,
-                            segments=segments)
+    kind = DATASETS[wanted]
+    options = {"rgb_over": cfg.two_stream_rgb_over} if kind is TwoStreamClips else {}
+    return kind(samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack, segments=segments,
+                segment_rule=cfg.segment_rule, **options)
+
+
+def _check_choice(option: str, value: str, choices: Iterable[str]) -> None:
+    """ConfigError naming the `data.` option when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ConfigError(f"data.{option} must be one of {', '.join(choices)}, got {value!r}")

@@ -18,7 +18,8 @@ Two layouts are read:
 Everything outside this module speaks of *positions*, never file numbers: a sample's frames are
 positions 0..n-1 over its frame files sorted by number; flow k goes from frame k to frame k+1;
 motion map k belongs to frame k. Reading goes through the sorted file lists, so a layout's first
-number (0 or 1) only matters when writing, and `Layout.path` is the one place that applies it.
+number (0 or 1) only matters when writing or checking names, and `Layout` is the one place that
+applies it (`Layout.path` for writers, `Layout.numbering_gap` for `fpar data check`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +112,17 @@ class Layout:
         tops = dict.fromkeys(spec.top for spec in self.specs.values())
         return [Path(root) / top / user / label / instance for top in tops]
 
+    def numbering_gap(self, modality: str, files: Sequence[Path]) -> str | None:
+        """What breaks the consecutive numbering of a modality's files (in number order, as
+        `discover` lists them): "<first missing file name> is missing", "a number is repeated",
+        or None when consecutive. Positions after a gap would name the wrong files."""
+        spec = self._spec(modality)
+        numbers = [spec.number_of(Path(f).name) for f in files]
+        if not numbers or numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            return None
+        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        return f"{spec.name(missing[0] - spec.first)} is missing" if missing else "a number is repeated"
+
     def _spec(self, modality: str) -> FileSpec:
         if modality not in self.specs:
             raise DataError(f"the {self.name} layout has no {modality!r} modality")
@@ -170,6 +183,11 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
+# Ego-RNN keeps every instance with at least this many frames, whatever N (shorter clips repeat frames).
+MIN_RGB_FRAMES = 5
+RGB_SPANS = ("frames", "flows")  # what a two-stream clip spreads its N frames over (data.two_stream_rgb_over)
+
+
 @dataclass(frozen=True)
 class Sample:
     """One action instance and its files, each list indexed by position."""
@@ -202,6 +220,12 @@ class Sample:
         if axis not in ("x", "y"):
             raise ValueError(f"flow axis must be 'x' or 'y', got {axis!r}")
         return (self.flow_x if axis == "x" else self.flow_y)[position]
+
+    def rgb_span(self, over: str = "frames") -> int:
+        """The count N frames are spread over: the frames, or the flows (Ego-RNN's two-stream rule)."""
+        if over not in RGB_SPANS:
+            raise ValueError(f"RGB frames are spread over one of {', '.join(RGB_SPANS)}, got {over!r}")
+        return self.n_flows if over == "flows" else self.n_frames
 
     def mmap(self, position: int) -> Path:
         """The motion map of frame `position`; frames past the last map reuse the last one."""
@@ -349,19 +373,34 @@ def unvouched(found: Discovery) -> list[Problem]:
     return problems
 
 
-def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], frames: int, flow_stack: int) -> str | None:
-    """Why a dataset reading `keys` ("rgb", "mmaps", "flow") with N=`frames` frames and L=`flow_stack`
-    flows cannot use `sample` (None if it can). Uniform frame sampling needs at least 2 frames.
+def unusable_reason(sample: Sample, keys: set[str] | frozenset[str], flow_stack: int,
+                    rgb_over: str = "frames") -> str | None:
+    """Why a dataset reading `keys` ("rgb", "mmaps", "flow") with L=`flow_stack` flows cannot use
+    `sample` (None if it can). The one "too short" rule, as the reference's datasets apply it:
 
-    The one "too short" rule: the datasets drop such samples, `fpar data check` reports them.
+    * with "flow" (flow and two-stream datasets): at least L flows, and nothing else is counted,
+      because Ego-RNN's flow and two-stream datasets count only the flow files;
+    * "rgb" without flow: at least `MIN_RGB_FRAMES` frames, whatever N (N frames are then sampled
+      with repeats, `sampling.frame_positions`);
+    * "mmaps": motion maps at all (a frame past the last map reuses it).
+
+    A two-stream clip spreads its frames over the frames or, with `rgb_over` "flows", over the
+    flow count; either count must be at least 2 and its positions must exist among the frames
+    (always so when flows = frames - 1, as `fpar prepare` and denseflow write them).
+
+    The datasets drop such samples, `fpar data check` reports them.
     """
-    needed = max(frames, 2)
-    if "rgb" in keys and sample.n_frames < needed:
-        return f"{sample.n_frames} frames, needs {needed}"
+    if "flow" in keys:
+        if sample.n_flows < flow_stack:
+            return f"{sample.n_flows} flows, needs {flow_stack}"
+    elif "rgb" in keys and sample.n_frames < MIN_RGB_FRAMES:
+        return f"{sample.n_frames} frames, needs {MIN_RGB_FRAMES}"
     if "mmaps" in keys and not sample.mmaps:
         return "no motion maps"
-    if "flow" in keys and sample.n_flows < flow_stack:
-        return f"{sample.n_flows} flows, needs {flow_stack}"
+    if "rgb" in keys and "flow" in keys:
+        span = sample.rgb_span(rgb_over)
+        if span < 2 or sample.n_frames < span:
+            return f"{sample.n_frames} frames, {sample.n_flows} flows: too few to spread frames over the {rgb_over}"
     return None
 
 

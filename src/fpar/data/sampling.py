@@ -4,6 +4,12 @@ All numbers here are *positions* (0..n-1 over a sample's sorted files, see `layo
 reference code speaks in file numbers. Its RGB frames are numbered from 0, so its frame rule is
 already in positions. Its flow files are numbered from 1, so every flow rule below is the
 reference's rule with ``position = file number - 1``.
+
+Evaluation over several flow windows (``segments``) has two rules in Ego-RNN, both offered here
+(`SEGMENT_RULES`, chosen by ``data.segment_rule``): its flow evaluation (``eval-run-flow.py``,
+5 windows by default) spreads S starts over the clip without reaching its end, its late-fusion
+two-stream evaluation (``eval-run-twoStream.py``, 10 windows by default) runs from the first to
+the last training start, both included. (Its joint two-stream evaluation reads one centre window.)
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ def frame_positions(n_frames: int, count: int) -> list[int]:
     """N frame positions spread uniformly: ``floor(linspace(1, n, N, endpoint=False))``.
 
     As in Ego-RNN, position 0 is never read and every position is below n. With fewer frames
-    than asked (n < N) positions repeat (e.g. n=3, N=5 gives 1, 1, 1, 2, 2): the rule stays
-    defined for any n >= 2, and the datasets decide whether such short samples are used.
+    than asked (n < N) positions repeat (e.g. n=3, N=5 gives 1, 1, 1, 2, 2), as they do there:
+    the reference keeps every instance of at least 5 frames whatever N, and so do the datasets
+    (`layout.unusable_reason`). The rule itself is defined for any n >= 2.
     """
     if count < 1:
         raise ValueError(f"frame count must be >= 1, got {count}")
@@ -66,12 +73,34 @@ def eval_flow_start(n_flows: int, stack: int) -> int:
 
 
 def segment_flow_starts(n_flows: int, stack: int, segments: int) -> list[int]:
-    """Starts of `segments` evenly spaced windows: ``floor(linspace(0, n - L, S, endpoint=False))``.
+    """Starts of the flow evaluation's `segments` windows: ``floor(linspace(0, n - L, S, endpoint=False))``.
 
-    The reference's multi-segment evaluation takes file numbers ``linspace(1, n - L + 1, S,
-    endpoint=False)``; minus one gives this. Every window fits (starts stay below n - L + 1).
+    The reference's flow evaluation takes file numbers ``linspace(1, n - L + 1, S, endpoint=False)``;
+    minus one gives this. Every window fits (starts stay below n - L + 1); the last possible window
+    is never read.
     """
+    _check_segments(n_flows, stack, segments)
+    return [int(s) for s in np.floor(np.linspace(0, n_flows - stack, segments, endpoint=False))]
+
+
+def two_stream_segment_starts(n_flows: int, stack: int, segments: int) -> list[int]:
+    """Starts of the two-stream evaluation's `segments` windows: ``floor(linspace(0, n - L - 1, S))``.
+
+    The reference's two-stream evaluation takes file numbers ``floor(linspace(1, n - L, S))`` with
+    the end point, and file 1 for every window when n <= L. Minus one gives positions from 0 to
+    n - L - 1: the same range as the training windows (`train_flow_start`), both ends read.
+    """
+    _check_segments(n_flows, stack, segments)
+    if n_flows <= stack:
+        return [0] * segments
+    return [int(s) for s in np.floor(np.linspace(0, n_flows - stack - 1, segments))]
+
+
+# data.segment_rule -> the rule giving a multi-window evaluation's starts (see the module docstring)
+SEGMENT_RULES = {"flow": segment_flow_starts, "two_stream": two_stream_segment_starts}
+
+
+def _check_segments(n_flows: int, stack: int, segments: int) -> None:
     _check_window(n_flows, stack)
     if segments < 1:
         raise ValueError(f"segments must be >= 1, got {segments}")
-    return [int(s) for s in np.floor(np.linspace(0, n_flows - stack, segments, endpoint=False))]
