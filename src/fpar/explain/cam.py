@@ -112,9 +112,13 @@ def capture_targets(model: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
 
 def clip_evidence(model: nn.Module, batch: Mapping[str, Tensor], target: int | None = None) -> ClipEvidence:
     """Run `model` on a one-clip batch; return its logits, the target (`target`, or the top
-    class) and each stream's target maps with the gradient of the target logit."""
+    class) and each stream's target maps with the gradient of the target logit.
+
+    The inputs are made to require grad, so the graph exists even where no weight does (a
+    frozen model)."""
+    inputs = {key: value.detach().requires_grad_() for key, value in batch.items()}
     with capture_targets(model) as captured, torch.enable_grad():
-        logits = model(batch).logits[0]
+        logits = model(inputs).logits[0]
         target = int(logits.argmax()) if target is None else target
         keys = [key for key in captured if captured[key]]
         flat = [t for key in keys for t in captured[key]]
