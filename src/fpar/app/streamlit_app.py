@@ -5,15 +5,17 @@ their base name only, read by `fpar.explain.media.read_media` (which refuses any
 a readable image or video within the limits), and the folder is deleted when the page is done
 with it. Any such refusal is an error message in the page; the page keeps working.
 
-Caching: models by checkpoint file (`st.cache_resource`), each model's result and its picture by
-upload content, checkpoint, method and opacity (`st.cache_data`), so adding or removing a model
-only computes the new one.
+Caching: models by checkpoint file (`st.cache_resource`), each model's result by upload content,
+checkpoint and method (a store in `st.cache_resource`), its picture also by opacity
+(`st.cache_data`), so adding or removing a model only computes the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -27,6 +29,7 @@ from fpar.explain.render import DEFAULT_ALPHA, write_cam_image, write_cam_video
 from fpar.models.checkpoints import load_model
 
 MAX_MODELS = 4
+MAX_RESULTS = 32
 NO_CHECKPOINT = ("No checkpoint found under `{runs}`. Train the demo's models with `make demo` "
                  "(or `fpar demo --out runs/demo`), or convert Ego-RNN's published weights with "
                  "`fpar import-egornn WEIGHTS --model rgb --out {runs}/egornn_rgb.pt`, then reload this page.")
@@ -43,11 +46,24 @@ def cached_catalog(runs: str, stamp: tuple) -> tuple[list[Entry], list[str]]:
     return find_checkpoints(Path(runs))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_result(digest: str, path: str, modified: float, method: str, label: str, _media: Media,
-                  _progress) -> CamResult:
-    model, meta = cached_model(path, modified)
-    return explain(model, meta, _media, method, label, progress=_progress)
+@st.cache_resource
+def result_store() -> OrderedDict:
+    """Results by (upload digest, checkpoint, its mtime, method), shared by all sessions.
+
+    A plain store in `st.cache_resource` rather than `st.cache_data` on the computation: the
+    computation draws the page's progress bar, which `st.cache_data` cannot replay."""
+    return OrderedDict()
+
+
+def cached_result(key: tuple, compute: Callable[[], CamResult]) -> CamResult:
+    """The stored result for `key`, or `compute()` stored (the oldest of MAX_RESULTS dropped)."""
+    store = result_store()
+    if key not in store:
+        store[key] = compute()
+        while len(store) > MAX_RESULTS:
+            store.popitem(last=False)
+    store.move_to_end(key)
+    return store[key]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -95,7 +111,9 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
                     bar.progress(min(1.0, (i + done / max(total, 1)) / len(entries)), text=f"{label}: {what}")
 
                 modified = entry.path.stat().st_mtime
-                result = cached_result(digest, str(entry.path), modified, method, labels[i], media, progress)
+                model, meta = cached_model(str(entry.path), modified)
+                result = cached_result((digest, str(entry.path), modified, method, labels[i]),
+                                       lambda: explain(model, meta, media, method, labels[i], progress=progress))
                 picture = cached_picture(digest, str(entry.path), modified, method, alpha, result, media,
                                          Path(folder))
                 results.append((result, picture))
