@@ -396,7 +396,7 @@ def app_verb(
     if max_upload_mb <= 0 or max_frames < 1:
         raise FparError("--max-upload-mb must be > 0 and --max-frames at least 1")
     console.print(f"fpar app on http://{address}:{port} (checkpoints under {runs}); Ctrl-C stops it", highlight=False)
-    raise typer.Exit(launch(AppSettings(runs, Limits(max_upload_mb, max_frames)), port, address))
+    launch(AppSettings(runs, Limits(max_upload_mb, max_frames)), port, address)
 
 
 # ---- end of verbs ------------------------------------------------------------------------------

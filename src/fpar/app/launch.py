@@ -8,7 +8,6 @@ line), read back by `settings_from_env`; the upload size limit is also Streamlit
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +43,10 @@ def streamlit_command(port: int, address: str, max_megabytes: float) -> list[str
             "--browser.gatherUsageStats", "false"]
 
 
-def launch(settings: AppSettings, port: int, address: str = "127.0.0.1") -> int:
-    """Run Streamlit in the foreground until it stops (Ctrl-C); its exit code."""
+def launch(settings: AppSettings, port: int, address: str = "127.0.0.1") -> None:
+    """Replace this process with Streamlit (exec), so a signal to `fpar app` reaches the server itself."""
     env = {**os.environ, ENV_RUNS: str(settings.runs.resolve()), ENV_MAX_MB: str(settings.limits.max_megabytes),
            ENV_MAX_FRAMES: str(settings.limits.max_frames)}
-    try:
-        return subprocess.call(streamlit_command(port, address, settings.limits.max_megabytes), env=env)
-    except KeyboardInterrupt:
-        return 0
+    command = streamlit_command(port, address, settings.limits.max_megabytes)
+    sys.stdout.flush()
+    os.execve(command[0], command, env)

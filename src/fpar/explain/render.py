@@ -91,8 +91,9 @@ def write_cam_sheet(path: Path, media: Media, results: list[CamResult], alpha: f
             ax.set_title(f"frame {t}", fontsize=7)
         row_axes[0].set_ylabel(f"{result.label}\n{result.predicted} {result.probabilities[result.target]:.0%}",
                                fontsize=7)
-    figure.suptitle(f"{media.path.name}: {results[0].method} maps of each model's predicted class "
-                    "(red = strong; normalised per video)", fontsize=8)
+    what = "the models' own attention" if results[0].method == "attention" else \
+        f"{results[0].method} maps of each model's predicted class"
+    figure.suptitle(f"{media.path.name}: {what} (red = strong; normalised per video)", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     return path
