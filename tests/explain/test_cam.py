@@ -73,9 +73,15 @@ def test_flow_models_refuse_an_image(name: str, video: Path) -> None:
 
 @pytest.mark.parametrize("options", [{"name": "rgb"}, {"name": "rgb_ms_feedback", "feedback_mode": "previous_frame"}])
 def test_attention_cam_is_the_models_own_attention(options: dict, video: Path) -> None:
-    """The every-frame attention (run in chunks of 16, here over 16+ frames) equals the attention
-    the model itself returns when it reads all frames as one clip, normalised over the video."""
+    """The every-frame attention (run in chunks of 16, here over 16+ frames; one chunk under
+    previous_frame feedback, whose modulation chains through all frames) equals the attention the
+    model itself returns when it reads all frames as one clip, normalised over the video."""
     model, meta = tiny(**options)
+    feedback = model.streams["rgb"].feedback
+    if feedback is not None:  # its last convs start at zero (no modulation): make the neighbour matter
+        with torch.no_grad():
+            for parameter in feedback.parameters():
+                parameter.normal_(std=0.05)
     media = read_media(video)
     media.frames = np.concatenate([media.frames, media.frames[:4]])  # 20 frames: two chunks
     result = explain(model, meta, media, "attention")

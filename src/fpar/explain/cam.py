@@ -272,25 +272,28 @@ def _rgb_maps(model: nn.Module, meta: CheckpointMeta, frames: np.ndarray, eviden
               positions: list[int], method: str, progress: Progress | None) -> Tensor:
     """(n, h, w): the RGB stream on every frame; its attention, or its Grad-CAM term.
 
-    Frames go through the stream in chunks as short clips; each chunk also runs the frame before
-    it (output dropped), so a `previous_frame` feedback model sees the same neighbour as in one pass."""
+    Frames go through the stream in chunks, as short clips: frames are independent there, except
+    under `previous_frame` feedback, where each frame's modulation comes from the one before it
+    all the way back, so the whole video is one chunk (that mode runs frame by frame anyway, so
+    memory stays per frame)."""
     stream, n = model.streams["rgb"], len(frames)
+    recurrent = stream.feedback is not None and stream.feedback_mode == "previous_frame"
+    chunk_size = n if recurrent else CHUNK
     slot_gradients = evidence.gradients["rgb"]
     summed = torch.zeros(n, *slot_gradients.shape[1:]).index_add_(0, torch.tensor(positions), slot_gradients)
     gradient_of = nearest_read(n, positions)
     parts = []
-    for first in range(0, n, CHUNK):
-        lead = 1 if first else 0
-        chunk = normalised(frames[first - lead:first + CHUNK], meta.normalization["rgb"])[None]
+    for first in range(0, n, chunk_size):
+        chunk = normalised(frames[first:first + chunk_size], meta.normalization["rgb"])[None]
         with capture_targets(model) as captured, torch.no_grad():
-            attention = stream(chunk).attention[0, lead:]
+            attention = stream(chunk).attention[0]
         if method == "attention":
             parts.append(attention)
         else:
-            activations = torch.cat(captured["rgb"])[lead:]
-            parts.append(weighted_maps(activations, summed[gradient_of[first:first + CHUNK]], method))
+            activations = torch.cat(captured["rgb"])
+            parts.append(weighted_maps(activations, summed[gradient_of[first:first + chunk_size]], method))
         if progress:
-            progress("frames", min(first + CHUNK, n), n)
+            progress("frames", min(first + chunk_size, n), n)
     return torch.cat(parts)
 
 
