@@ -26,8 +26,8 @@ from fpar.data.layout import Discovery, Split, class_names, discover, split_by_u
 from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
-from fpar.train.loop import Trainer, pick_device
 from fpar.train.init_from import Source, read_source, source_path
+from fpar.train.loop import Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, trained_lrs
 
@@ -85,6 +85,7 @@ def make_plan(recipe: Recipe) -> Plan:
     classes = class_names(found.samples, data.exclude_classes)
     recipe.model.num_classes = len(classes)  # the data decides; the recipe's value is replaced
     pick_device(recipe.train)
+    seed_everything(recipe.train.seed)  # the initial weights are a function of the seed too
     model = build_model(recipe.model)
     check_data_fits(model, found, recipe.model.name)
     split = split_by_user(found.samples, data.test_user, data.val_fraction, data.selection, recipe.train.seed)
