@@ -108,3 +108,38 @@ def test_init_from_a_stage_of_another_run(rgb_run: RunDir, prepared_root: Path, 
     assert frozen and all(torch.equal(source[k], end[k]) for k in frozen)  # loaded, and not trained here
     table = rows(RunDir(tmp_path / "run"))
     assert table[0]["train_loss_ms"] != "" and float(table[0]["train_loss_ms"]) > 0
+
+
+def test_two_stream_from_an_rgb_and_a_flow_run(rgb_run: RunDir, prepared_root: Path, tmp_path: Path) -> None:
+    flow = write_recipe(tmp_path, "flow", [stage_yaml("flow", ["all"], 1, "    optimizer: sgd\n    bn: train\n")],
+                        name="flow.yaml")
+    train(flow, tmp_path / "flow", overrides(prepared_root))
+    joint = write_recipe(tmp_path, "two_stream", [stage_yaml(
+        "joint", ["classifier", "rgb:lstm", "rgb:layer4_convs"], 1,
+        f"    init_from: ['{rgb_run.root}', '{tmp_path / 'flow'}']\n    group_lr: {{'flow:layer4': 1.0e-4}}\n"
+        "    optimizer: sgd\n    schedule: exponential\n    gamma: 0.99\n    bn: train\n")], name="joint.yaml")
+    train(joint, tmp_path / "joint", overrides(prepared_root))
+    end = read_checkpoint(RunDir(tmp_path / "joint").checkpoint("last")).state_dict
+    for run, stream in ((rgb_run, "rgb"), (RunDir(tmp_path / "flow"), "flow")):
+        start = read_checkpoint(run.checkpoint("best")).state_dict
+        frozen = [k for k in start if k.startswith(f"streams.{stream}.backbone.layer1.")]
+        assert frozen and all(torch.equal(start[k], end[k]) for k in frozen)  # loaded, then frozen
+    model, meta = load_model(RunDir(tmp_path / "joint").checkpoint("best"))
+    assert meta.model_name == "two_stream" and set(meta.normalization) == {"rgb", "flow"}
+
+
+def test_feedback_model_from_an_rgb_ms_run(rgb_run: RunDir, prepared_root: Path, tmp_path: Path) -> None:
+    ms = write_recipe(tmp_path, "rgb_ms", [stage_yaml("ms", ["ms_head"], 1, f"    init_from: ['{rgb_run.root}:s1']\n")],
+                      name="ms.yaml")
+    train(ms, tmp_path / "ms", overrides(prepared_root))
+    feedback = write_recipe(tmp_path, "rgb_ms_feedback", [stage_yaml(
+        "s3", ["feedback", "conv1", "ms_head"], 1, f"    init_from: ['{tmp_path / 'ms'}']\n    lr: 1.0e-2\n")],
+        name="feedback.yaml")
+    train(feedback, tmp_path / "feedback", overrides(prepared_root))
+    start = read_checkpoint(RunDir(tmp_path / "ms").checkpoint("best")).state_dict
+    end = read_checkpoint(RunDir(tmp_path / "feedback").checkpoint("last")).state_dict
+    assert not torch.equal(start["streams.rgb.backbone.conv1.weight"], end["streams.rgb.backbone.conv1.weight"])
+    assert not torch.equal(start["streams.rgb.ms_head.fc.weight"], end["streams.rgb.ms_head.fc.weight"])
+    stats = [k for k in start if "running_" in k]
+    assert stats and all(torch.equal(start[k], end[k]) for k in stats)  # BN kept in eval mode
+    assert end["streams.rgb.feedback.gamma.2.weight"].abs().sum() > 0  # the zero-initialised conv learned

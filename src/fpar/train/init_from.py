@@ -81,7 +81,7 @@ def read_source(text: str, model: nn.Module, class_names: list[str]) -> Source:
                                       for k, v in own.items() if k.startswith(f"streams.{s}.backbone."))]
     if not fits:
         raise CheckpointError(
-            f"{path}: init_from {text!r} is a {checkpoint.meta.model_name!r} checkpoint unrelated to this model: "
+            f"{path}: init_from: a {checkpoint.meta.model_name!r} checkpoint unrelated to this model: "
             f"it holds no whole backbone of stream(s) {', '.join(streams)} ({describe(key_report(model, state))})")
     return Source(text, path, state, skipped)
 
