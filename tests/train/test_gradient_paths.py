@@ -36,10 +36,19 @@ def build(name: str, mode: str = "two_pass") -> torch.nn.Module:
                                    feedback_mode=mode)).eval()
 
 
+def wake_feedback(model: torch.nn.Module) -> None:
+    """Give the feedback branch's zero-initialised last convs (if any) random weights."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.startswith("streams.rgb.feedback.") and ".2." in n:
+                p.normal_(0, 0.1)
+
+
 @pytest.mark.parametrize("name, mode", [("rgb_ms", "two_pass"), ("rgb_ms_feedback", "two_pass"),
                                         ("rgb_ms_feedback", "previous_frame")])
 def test_ms_head_gets_gradients_from_l_ms_only(name: str, mode: str) -> None:
     model = build(name, mode)
+    wake_feedback(model)  # else the zero convs alone would block L_cls's way back into the head
     assert set(grads(model, "cls", "streams.rgb.ms_head.").values()) == {0.0}
     assert all(g > 0 for g in grads(model, "ms", "streams.rgb.ms_head.").values())
     assert grads(model, "ms", "streams.rgb.backbone.layer4.")["streams.rgb.backbone.layer4.2.conv2.weight"] > 0
@@ -53,9 +62,6 @@ def test_feedback_branch_gets_gradients_from_both_losses(mode: str) -> None:
         found = grads(model, term, "streams.rgb.feedback.")
         assert all(found[n] > 0 for n in last), term  # the zero convs themselves learn
         assert found["streams.rgb.feedback.gamma.0.weight"] == 0.0  # behind a zero conv: nothing yet
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.startswith("streams.rgb.feedback.") and ".2." in n:
-                p.normal_(0, 0.1)
+    wake_feedback(model)
     for term in ("cls", "ms"):
         assert all(g > 0 for g in grads(model, term, "streams.rgb.feedback.").values()), term
