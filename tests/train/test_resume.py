@@ -32,6 +32,12 @@ def epochs_done(run: RunDir) -> int:
         return len(list(csv.DictReader(handle)))
 
 
+def committed(run: RunDir, epochs: int) -> bool:
+    """`epochs` epochs done and the last one's state.pt written (it comes after metrics.csv)."""
+    return (epochs_done(run) >= epochs and run.state.is_file()
+            and run.state.stat().st_mtime_ns >= run.metrics.stat().st_mtime_ns)
+
+
 def without_seconds(run: RunDir) -> list[dict[str, str]]:
     with run.metrics.open() as handle:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
@@ -49,12 +55,12 @@ def test_killed_run_resumes_bit_exactly(prepared_root: Path, tmp_path: Path) -> 
     assert fpar(*args, "--out", str(whole.root)).wait() == 0
 
     process = fpar(*args, "--out", str(killed.root))
-    while epochs_done(killed) < 3 and process.poll() is None:  # mid-stage s2: 2 of 5 epochs left
+    while process.poll() is None and not committed(killed, 3):  # then kill in s2's second epoch
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert epochs_done(killed) < 5
+    assert epochs_done(killed) == 3  # resumes mid-stage, with s2's optimizer and scheduler state
     assert fpar("--resume", str(killed.root)).wait() == 0
 
     assert without_seconds(killed) == without_seconds(whole)

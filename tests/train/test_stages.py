@@ -51,7 +51,8 @@ def test_group_lr_makes_its_own_param_group() -> None:
     lrs = trained_lrs(two, stage)
     optimizer = make_optimizer(two, stage, lrs)
     by_lr = {group["lr"]: len(group["params"]) for group in optimizer.param_groups}
-    assert by_lr == {1e-4: len(select(two, ["flow:layer4"], "s")), 1e-2: len(select(two, ["classifier", "rgb:lstm"], "s"))}
+    assert by_lr == {1e-4: len(select(two, ["flow:layer4"], "s")),
+                     1e-2: len(select(two, ["classifier", "rgb:lstm"], "s"))}
     assert isinstance(optimizer, torch.optim.SGD)
 
 

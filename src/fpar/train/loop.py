@@ -110,10 +110,12 @@ class Trainer:
         needs = self.model.input_keys
         self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
         self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
-        self.meta = CheckpointMeta(recipe.model, plan.classes, {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION})
+        normalization = {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION}
+        self.meta = CheckpointMeta(recipe.model, plan.classes, normalization)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
         self.rows: list[dict[str, Any]] = []
         self.best = -1.0
+        self.writer: Any = None  # TensorBoard, opened by `run` on the main process
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self) -> None:

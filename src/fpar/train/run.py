@@ -161,7 +161,7 @@ def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False)
     exists = claim_dir(run, plan.recipe)
     if must_exist and not exists:
         raise ConfigError(f"{run.recipe}: not found; {out} is not a run dir to resume")
-    if not exists:
+    if not run.state.is_file():  # also redoes a start that a kill cut short (recipe.yaml but no split.json)
         start(run, plan, console)
     Trainer(plan, run, console).run()
     return out
