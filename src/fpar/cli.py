@@ -337,11 +337,11 @@ def train_verb(
 
     Examples:
 
-      fpar train configs/demo/rgb.yaml --out runs/demo/rgb data.root=runs/demo/prepared
+      fpar train configs/demo/rgb.yaml --out runs/demo/train/rgb data.root=runs/demo/prepared
 
       fpar train configs/gtea61/rgb.yaml --out runs/gtea61/rgb data.test_user=all
 
-      fpar train --resume runs/demo/rgb
+      fpar train --resume runs/demo/train/rgb
     """
     from fpar.train.run import train
 
