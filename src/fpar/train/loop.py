@@ -42,6 +42,7 @@ from tqdm import tqdm
 from fpar.config import TrainConfig
 from fpar.data.datasets import ClipDataset, make_dataset
 from fpar.data.transforms import NORMALIZATION
+from fpar.devices import resolve_device
 from fpar.errors import ConfigError
 from fpar.io.atomic import atomic_path, write_atomic
 from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkpoint
@@ -60,13 +61,7 @@ AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def pick_device(cfg: TrainConfig) -> torch.device:
     """train.device ("auto": CUDA when present), checked together with train.amp."""
-    name = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"train.device {cfg.device!r}: not a device (auto, cpu, cuda, cuda:1, ...)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device {cfg.device!r}: no CUDA device is available here")
+    device = resolve_device(cfg.device, "train.device")
     if cfg.amp not in AMP_MODES:
         raise ConfigError(f"train.amp {cfg.amp!r}: expected one of {', '.join(AMP_MODES)}")
     if cfg.amp == "fp16" and device.type != "cuda":
