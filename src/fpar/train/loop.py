@@ -31,7 +31,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -57,6 +57,10 @@ if TYPE_CHECKING:
     from fpar.train.run import Plan
 
 AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Called after each epoch is committed: (epoch number over the whole run, from 0; its metrics row).
+# The alpha search reports validation accuracy through it; raising stops the run at an epoch boundary.
+EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -93,8 +97,10 @@ def publish(source: Path, target: Path) -> None:
 class Trainer:
     """Runs a checked `Plan` into a run dir; `run()` starts or continues where state.pt says."""
 
-    def __init__(self, plan: Plan, run: RunDir, console: Console, processes: Processes = Processes()) -> None:
+    def __init__(self, plan: Plan, run: RunDir, console: Console, processes: Processes = Processes(),
+                 on_epoch: EpochHook | None = None) -> None:
         self.plan, self.run_dir, self.console, self.processes = plan, run, console, processes
+        self.on_epoch = on_epoch
         recipe = plan.recipe
         self.cfg, self.stages = recipe.train, recipe.stages
         self.device = pick_device(self.cfg)
@@ -127,13 +133,17 @@ class Trainer:
             if self.processes.is_main else None
         if self.writer and not self.rows:
             self.writer.add_text("protocol", protocol)
-        for index in range(first, len(self.stages)):
-            resumed = state if state and index == first else None
-            self._begin_stage(index, resumed)
-            for epoch in range(resumed["epoch"] if resumed else 0, self.stages[index].epochs):
-                self._epoch(index, epoch)
-        if self.writer:
-            self.writer.close()
+        try:
+            for index in range(first, len(self.stages)):
+                resumed = state if state and index == first else None
+                self._begin_stage(index, resumed)
+                for epoch in range(resumed["epoch"] if resumed else 0, self.stages[index].epochs):
+                    row = self._epoch(index, epoch)
+                    if self.on_epoch:
+                        self.on_epoch(sum(s.epochs for s in self.stages[:index]) + epoch, row)
+        finally:
+            if self.writer:
+                self.writer.close()
         self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
                            f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
 
@@ -173,7 +183,7 @@ class Trainer:
         self.console.print(f"stage {stage.name}: {stage.epochs} epoch(s), {stage.optimizer} lr {stage.lr:g}, "
                            f"trains {len(self.trained)} tensors ({count:,} parameters), BN {stage.bn}", highlight=False)
 
-    def _epoch(self, index: int, epoch: int) -> None:
+    def _epoch(self, index: int, epoch: int) -> dict[str, Any]:
         stage = self.stages[index]
         seed = epoch_seed(self.cfg.seed, index, epoch)
         seed_everything(seed)
@@ -191,6 +201,7 @@ class Trainer:
             self._save(index, row)
         self.console.print(f"{stage.name} {epoch + 1}/{stage.epochs}: train loss {train['loss']:.4f} acc "
                            f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
+        return row
 
     def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
         """One pass over `dataset`: mean losses and accuracy (summed over processes)."""

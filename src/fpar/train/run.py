@@ -27,7 +27,7 @@ from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
 from fpar.train.init_from import Source, read_source, source_path
-from fpar.train.loop import Trainer, pick_device, seed_everything
+from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, trained_lrs
 
@@ -155,15 +155,16 @@ def start(run: RunDir, plan: Plan, console: Console) -> None:
         console.print(f"[yellow]warning:[/] {line}", highlight=False)
 
 
-def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False) -> Path:
-    """Claim `out` for `plan`, then train (or continue) it."""
+def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False,
+              on_epoch: EpochHook | None = None) -> Path:
+    """Claim `out` for `plan`, then train (or continue) it; `on_epoch` sees each committed epoch."""
     run = RunDir(out)
     exists = claim_dir(run, plan.recipe)
     if must_exist and not exists:
         raise ConfigError(f"{run.recipe}: not found; {out} is not a run dir to resume")
     if not run.state.is_file():  # also redoes a start that a kill cut short (recipe.yaml but no split.json)
         start(run, plan, console)
-    Trainer(plan, run, console).run()
+    Trainer(plan, run, console, on_epoch=on_epoch).run()
     return out
 
 
