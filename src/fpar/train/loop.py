@@ -17,8 +17,11 @@ rgb stage 1 no backward runs through the backbone. Its features are still recomp
 on purpose: each epoch draws new crops and flips, so the features change; caching them would
 train on one fixed augmentation.
 
-Scale-out: `distributed.Processes` picks this rank's samples, sums the metrics, and lets rank 0
-alone write; wrapping `self.model` for DDP is the one change left.
+Scale-out (`fpar.train.distributed`): `Processes` picks this rank's samples and its share of the
+global batch, sums the metrics, lets rank 0 alone write, and wraps the model for DDP at each
+stage's start (after freezing). `self.model` stays the plain module: checkpoints and validation use
+it. Each rank's RNG is seeded with the epoch's seed plus its rank (its augmentation and dropout
+draws differ); the data order comes from the epoch's seed alone, the same on every rank.
 """
 
 from __future__ import annotations
@@ -103,11 +106,12 @@ class Trainer:
         self.on_epoch = on_epoch
         recipe = plan.recipe
         self.cfg, self.stages = recipe.train, recipe.stages
-        self.device = pick_device(self.cfg)
+        self.device = processes.device(pick_device(self.cfg))
         self.model = plan.model.to(self.device)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # validation's
+        self.train_forward = self.forward  # training's: inside DDP under several processes (`_begin_stage`)
         needs = self.model.input_keys
         self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
         self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
@@ -173,6 +177,9 @@ class Trainer:
         lrs = trained_lrs(self.model, stage)
         self.trained = set(lrs)
         freeze_all_but(self.model, self.trained)
+        wrapped = self.processes.wrap(self.model, self.device)
+        if wrapped is not self.model:
+            self.train_forward = torch.compile(wrapped) if self.cfg.compile else wrapped
         self.optimizer = make_optimizer(self.model, stage, lrs)
         self.scheduler = make_scheduler(self.optimizer, stage)
         if state:
@@ -186,7 +193,7 @@ class Trainer:
     def _epoch(self, index: int, epoch: int) -> dict[str, Any]:
         stage = self.stages[index]
         seed = epoch_seed(self.cfg.seed, index, epoch)
-        seed_everything(seed)
+        seed_everything(seed + self.processes.rank)
         start = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0] * stage.lr  # the `trains` LR now
         set_modes(self.model, self.trained, stage.bn)
@@ -199,6 +206,7 @@ class Trainer:
                "val_acc": val["acc"], "lr": lr, "seconds": round(time.perf_counter() - start, 3)}
         if self.processes.is_main:
             self._save(index, row)
+        self.processes.barrier()  # the next stage's ranks read this epoch's checkpoints
         self.console.print(f"{stage.name} {epoch + 1}/{stage.epochs}: train loss {train['loss']:.4f} acc "
                            f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
         return row
@@ -206,9 +214,11 @@ class Trainer:
     def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
         """One pass over `dataset`: mean losses and accuracy (summed over processes)."""
         sampler = self.processes.sampler(dataset, shuffle=train, seed=seed)
-        loader = DataLoader(dataset, batch_size=self.plan.recipe.data.batch_size, shuffle=train and sampler is None,
+        loader = DataLoader(dataset, batch_size=self.processes.batch_size(self.plan.recipe.data.batch_size),
                             sampler=sampler, num_workers=self.plan.recipe.data.workers,
-                            generator=torch.Generator().manual_seed(seed), pin_memory=self.device.type == "cuda")
+                            generator=torch.Generator().manual_seed(seed + self.processes.rank),
+                            pin_memory=self.device.type == "cuda")
+        forward = self.train_forward if train else self.forward
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
         has_ms = False
         amp = AMP_MODES[self.cfg.amp]
@@ -216,7 +226,7 @@ class Trainer:
         for step, batch in enumerate(bar):
             batch = self._to_device(batch)
             with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
-                output = self.forward(batch)
+                output = forward(batch)
                 losses = compute_losses(output, batch, self.cfg.alpha)
             if train:
                 self.optimizer.zero_grad(set_to_none=True)
