@@ -194,7 +194,8 @@ def train_all_users(recipe: Recipe, out: Path, console: Console, processes: Proc
 
 def train(recipe_path: Path | None, out: Path | None, overrides: list[str] | None = None,
           resume: Path | None = None, console: Console | None = None) -> list[Path]:
-    """`fpar train RECIPE --out DIR [key=value ...]` or `fpar train --resume DIR`; the run dirs.
+    """`fpar train RECIPE --out DIR [key=value ...]` or `fpar train --resume DIR`; the run dirs (on
+    rank 0; other ranks of a torchrun job return none, so nothing is printed twice).
 
     Under `torchrun` this is one of its processes (DDP; rank 0 prints and writes).
     """
@@ -216,5 +217,7 @@ def train(recipe_path: Path | None, out: Path | None, overrides: list[str] | Non
         if not processes.is_main:
             console = Console(quiet=True)
         if recipe.data.test_user == ALL_USERS:
-            return train_all_users(recipe, out, console, processes)
-        return [train_run(make_plan(recipe), out, console, must_exist=resume is not None, processes=processes)]
+            runs = train_all_users(recipe, out, console, processes)
+        else:
+            runs = [train_run(make_plan(recipe), out, console, must_exist=resume is not None, processes=processes)]
+        return runs if processes.is_main else []  # rank 0 alone reports them
