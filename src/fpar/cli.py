@@ -376,7 +376,7 @@ def eval_verb(
     fusion; motion-map accuracy and IoU for MS models; order-only / object-only pair accuracy on
     `fpar synth` data.
 
-    Writes RUN/eval/<checkpoint>-<split>/ (metrics.json, per_class.csv, confusion.json/.csv/.png,
+    Writes `RUN/eval/<checkpoint>-<split>/` (metrics.json, per_class.csv, confusion.json/.csv/.png,
     scores.csv, motion.png); deterministic.
 
     Examples:
