@@ -10,6 +10,7 @@ import torch
 
 from fpar.config import ModelConfig
 from fpar.data.transforms import NORMALIZATION
+from fpar.evaluate.outputs import METRICS_JSON
 from fpar.io.labels import read_labels
 from fpar.models import CheckpointMeta, build_model, save_checkpoint
 from fpar.train.rundir import RunDir
@@ -26,7 +27,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cfg = ModelConfig(name=name, num_classes=3, frames=3, flow_stack=2, image_size=64, mem_size=16)
         save_checkpoint(RunDir(root / name).checkpoint("best"), build_model(cfg),
                         CheckpointMeta(cfg, ["take_cup", "put_cup", "shake_box"], NORMALIZATION))
-    metrics = RunDir(root / "rgb").eval_dir("best", "test") / "metrics.json"
+    metrics = RunDir(root / "rgb").eval_dir("best", "test") / METRICS_JSON
     metrics.parent.mkdir(parents=True)
     metrics.write_text(json.dumps({"accuracy": 0.565}))
     return root
