@@ -327,7 +327,7 @@ def test_warp_flow_images_give_the_flow_prepare_wrote(raw: Path, clean: Path) ->
     from fpar.prepare.flow import warp_flow_images
 
     frames = [rgb for _, rgb in decode(raw / "videos" / "long.mp4", SETTINGS.size, 7, 13)]  # S2/put_cup/2
-    images = warp_flow_images(frames, SETTINGS.flow, SETTINGS.warp, SETTINGS.bound)
+    images = list(warp_flow_images(frames, SETTINGS.flow, SETTINGS.warp, SETTINGS.bound))
     sample = next(s for s in discover(clean).samples if s.id == "S2/put_cup/2")
     assert len(images) == sample.n_flows == 6
     for position, (x, y) in enumerate(images):
