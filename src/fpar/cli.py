@@ -464,9 +464,10 @@ def cam_verb(
 
     Examples:
 
-      fpar cam runs/demo/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
+      fpar cam runs/demo/train/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
 
-      fpar cam --compare runs/demo/rgb_ms/best.pt runs/demo/rgb_ms_feedback/best.pt clip.mp4 --out compare.mp4
+      fpar cam --compare runs/demo/train/rgb_ms/best.pt runs/demo/train/rgb_ms_feedback/best.pt clip.mp4
+      --out compare.mp4
     """
     from tqdm import tqdm
 
