@@ -478,14 +478,16 @@ def cam_verb(
     if not (2 <= count <= 4 if compare else count == 1):
         wanted = "two to four checkpoints and an input" if compare else "one checkpoint and an input (or --compare)"
         raise FparError(f"fpar cam: got {len(paths)} paths; expected {wanted}")
-    with tqdm(unit="frame", leave=False) as bar:
+    flow_frame_size = parse_size(flow_size, allow_native=True)
+    # delay: no bar is drawn for work that fails or ends at once, so an error stays one line
+    with tqdm(unit="frame", leave=False, delay=0.5) as bar:
         def progress(what: str, done: int, total: int) -> None:
             bar.set_description(what)
             bar.total, bar.n = total, done
             bar.refresh()
 
         results, written = run_cam(paths[:-1], paths[-1], out, method, alpha, Limits(max_frames=max_frames),
-                                   parse_size(flow_size, allow_native=True), progress)
+                                   flow_frame_size, progress)
     for result in results:
         top = ", ".join(f"{name} {p:.1%}" for name, p in result.top(5))
         console.print(f"{result.label}: {result.predicted} (top-5: {top})", highlight=False, soft_wrap=True)

@@ -219,7 +219,7 @@ def test_summary_counts_in_words_and_a_finished_root_shows_no_progress_bar(raw: 
 
 def test_a_deleted_labels_row_leaves_no_stale_sample_and_data_check_flags_unvouched_ones(
         raw: Path, clean: Path, tmp_path: Path, capsys) -> None:
-    from prepare_helpers import run_cli
+    from cli_kit import run_cli
 
     labels = tmp_path / "labels.csv"
     rows = (raw / "labels.csv").read_text().splitlines()
@@ -312,7 +312,7 @@ def test_a_sample_whose_folders_cannot_be_made_fails_alone(raw: Path, tmp_path: 
 
 
 def test_a_label_too_long_for_a_folder_name_is_one_line_from_the_cli(raw: Path, tmp_path: Path, capsys) -> None:
-    from prepare_helpers import run_cli
+    from cli_kit import run_cli
 
     (tmp_path / "labels.csv").write_text(f"video,user,label\n{raw / 'videos' / 'a.mp4'},S1,{'x' * 300}\n")
     code, output = run_cli(["prepare", "--videos", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "root")],
