@@ -400,17 +400,10 @@ def eval_verb(
         from fpar.evaluate.evaluation import evaluate_path
 
         results = [result for run in runs for result in evaluate_path(run, checkpoint, split, **options)]
+    from fpar.evaluate.outputs import summary_line
+
     for result in results:
-        m = result.metrics
-        line = (f"{result.folder}: {m['model']}, {m['samples']} samples, accuracy {100 * m['accuracy']:.2f}%, "
-                f"verb {100 * m['verb_accuracy']:.2f}%, noun {100 * m['noun_accuracy']:.2f}%")
-        for kind, found in (m.get("pairs") or {}).items():
-            if found["accuracy"] is not None:
-                line += f", {kind.replace('_', '-')} pairs {100 * found['accuracy']:.2f}%"
-        if m.get("motion") and m["motion"]["iou_moving"] is not None:
-            line += (f", motion maps: pixel accuracy {100 * m['motion']['pixel_accuracy']:.1f}%, "
-                     f"IoU {100 * m['motion']['iou_moving']:.1f}%")
-        console.print(line + f" (protocol: {m['protocol']})", highlight=False, soft_wrap=True)
+        console.print(summary_line(result.folder, result.metrics), highlight=False, soft_wrap=True)
 
 
 @app.command("report", rich_help_panel="Train and evaluate")
