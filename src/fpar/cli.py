@@ -407,7 +407,7 @@ def eval_verb(
     fusion; motion-map accuracy and IoU for MS models; order-only / object-only pair accuracy on
     `fpar synth` data.
 
-    Writes RUN/eval/<checkpoint>-<split>/ (metrics.json, per_class.csv, confusion.json/.csv/.png,
+    Writes `RUN/eval/<checkpoint>-<split>/` (metrics.json, per_class.csv, confusion.json/.csv/.png,
     scores.csv, motion.png); deterministic.
 
     Examples:
@@ -431,17 +431,10 @@ def eval_verb(
         from fpar.evaluate.evaluation import evaluate_path
 
         results = [result for run in runs for result in evaluate_path(run, checkpoint, split, **options)]
+    from fpar.evaluate.outputs import summary_line
+
     for result in results:
-        m = result.metrics
-        line = (f"{result.folder}: {m['model']}, {m['samples']} samples, accuracy {100 * m['accuracy']:.2f}%, "
-                f"verb {100 * m['verb_accuracy']:.2f}%, noun {100 * m['noun_accuracy']:.2f}%")
-        for kind, found in (m.get("pairs") or {}).items():
-            if found["accuracy"] is not None:
-                line += f", {kind.replace('_', '-')} pairs {100 * found['accuracy']:.2f}%"
-        if m.get("motion") and m["motion"]["iou_moving"] is not None:
-            line += (f", motion maps: pixel accuracy {100 * m['motion']['pixel_accuracy']:.1f}%, "
-                     f"IoU {100 * m['motion']['iou_moving']:.1f}%")
-        console.print(line + f" (protocol: {m['protocol']})", highlight=False, soft_wrap=True)
+        console.print(summary_line(result.folder, result.metrics), highlight=False, soft_wrap=True)
 
 
 @app.command("report", rich_help_panel="Train and evaluate")
@@ -495,9 +488,10 @@ def cam_verb(
 
     Examples:
 
-      fpar cam runs/demo/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
+      fpar cam runs/demo/train/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
 
-      fpar cam --compare runs/demo/rgb_ms/best.pt runs/demo/rgb_ms_feedback/best.pt clip.mp4 --out compare.mp4
+      fpar cam --compare runs/demo/train/rgb_ms/best.pt runs/demo/train/rgb_ms_feedback/best.pt clip.mp4
+      --out compare.mp4
     """
     from tqdm import tqdm
 
@@ -508,14 +502,16 @@ def cam_verb(
     if not (2 <= count <= 4 if compare else count == 1):
         wanted = "two to four checkpoints and an input" if compare else "one checkpoint and an input (or --compare)"
         raise FparError(f"fpar cam: got {len(paths)} paths; expected {wanted}")
-    with tqdm(unit="frame", leave=False) as bar:
+    flow_frame_size = parse_size(flow_size, allow_native=True)
+    # delay: no bar is drawn for work that fails or ends at once, so an error stays one line
+    with tqdm(unit="frame", leave=False, delay=0.5) as bar:
         def progress(what: str, done: int, total: int) -> None:
             bar.set_description(what)
             bar.total, bar.n = total, done
             bar.refresh()
 
         results, written = run_cam(paths[:-1], paths[-1], out, method, alpha, Limits(max_frames=max_frames),
-                                   parse_size(flow_size, allow_native=True), progress)
+                                   flow_frame_size, progress)
     for result in results:
         top = ", ".join(f"{name} {p:.1%}" for name, p in result.top(5))
         console.print(f"{result.label}: {result.predicted} (top-5: {top})", highlight=False, soft_wrap=True)
