@@ -92,7 +92,10 @@ def make_plan(recipe: Recipe) -> Plan:
     seed_everything(recipe.train.seed)  # the initial weights are a function of the seed too
     model = build_model(recipe.model)
     check_data_fits(model, found, recipe.model.name)
-    split = split_by_user(found.samples, data.test_user, data.val_fraction, data.selection, recipe.train.seed)
+    try:
+        split = split_by_user(found.samples, data.test_user, data.val_fraction, data.selection, recipe.train.seed)
+    except DataError as exc:  # e.g. a test user the root does not have: say which root
+        raise DataError(f"{found.root}: {exc}") from exc
     if not split.val:
         raise DataError(f"{found.root}: the validation part is empty (data.val_fraction={data.val_fraction} of "
                         "each class's training instances rounds to 0): raise it or use data.selection=test")
@@ -127,6 +130,8 @@ def claim_dir(run: RunDir, recipe: Recipe) -> bool:
 
     A dir holding another recipe, or files but no recipe, is refused (ConfigError).
     """
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"--out {run.root}: a file, not a run dir; choose a folder")
     if run.recipe.is_file():
         stored, wanted = _flat(to_dict(load_recipe(run.recipe))), _flat(to_dict(recipe))
         differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
