@@ -360,6 +360,37 @@ def train_verb(
     for run_dir in train(recipe, out, overrides, resume, console=console):
         console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
 
+
+@app.command("search-alpha", rich_help_panel="Train and evaluate")
+def search_alpha_verb(
+    recipe: Annotated[Path, typer.Argument(help="Recipe of a model with an MS head (rgb_ms, rgb_ms_feedback).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="section.key=value overrides, e.g. data.root=runs/prepared.", show_default=False)] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have.")] = 10,
+    out: Annotated[Path, typer.Option("--out", help="Folder for trials/<n>/ run dirs, best.json, "
+                                                    "best_recipe.yaml, trials.png, trials.csv.")] = Path("runs/search"),
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB URL shared by workers; "
+                                                   "default sqlite:///OUT/study.db.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name; default alpha-<recipe name>.")] = None,
+    tune_lr: Annotated[bool, typer.Option("--tune-lr", help="Also search one factor on every stage's LR.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the TPE sampler (give each "
+                                                "worker its own).")] = None,
+) -> None:
+    """Find alpha (the weight of L_ms; log-uniform on 0.01..10) with Optuna: TPE sampling, median
+    pruning on each epoch's validation accuracy. Trials are scored on the validation part, never
+    the test user. Rerunning continues the study; workers on several machines share it through
+    the same --storage URL and --study name.
+
+    Examples:
+
+      fpar search-alpha configs/demo/rgb_ms.yaml --trials 8 --out runs/demo/search data.root=runs/demo/prepared
+
+      fpar search-alpha configs/gtea61/rgb_ms.yaml --trials 30 --tune-lr --storage sqlite:///shared/study.db
+    """
+    from fpar.train.search import search_alpha
+
+    search_alpha(recipe, out, trials, overrides or [], storage, study, tune_lr, console=console, seed=seed)
+
 # ---- evaluation and report (fpar.evaluate) ---------------------------------------------------
 
 _EVAL_DEVICE = typer.Option(help="Where the model runs: auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
