@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from fpar.config import Recipe, load_recipe
+from fpar.config import Recipe, load_recipe, to_dict
 from fpar.data.check import check_root, print_report
 from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, QUALITY_NAME
 from fpar.data.preview import contact_sheet
@@ -42,6 +43,7 @@ from fpar.io.atomic import write_atomic
 from fpar.prepare import PrepareSettings, evaluate, prepare
 from fpar.train.rundir import RunDir
 from fpar.train.run import make_plan, train_run
+from fpar.train.search import search_alpha
 from fpar.train.warmup import warm_up
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # the repository's configs/demo
@@ -53,6 +55,8 @@ WARMUP_DIR, TRAIN_DIR, REPORT_DIR, SEARCH_DIR, CAM_DIR = "warmup", "train", "rep
 # --tiny: the smallest sizes that still run every step (what CI runs); everything else as the recipes.
 TINY_OVERRIDES = ["data.frames=3", "data.flow_stack=2", "data.image_size=48", "data.batch_size=4", "data.workers=0"]
 TINY_MODEL_OVERRIDES = ["model.mem_size=8"]
+# The search step: a few one-epoch trials of rgb_ms (a taste of `fpar search-alpha`, within the budget).
+SEARCH_MODEL, SEARCH_TRIALS, SEARCH_TRIALS_TINY, SEARCH_EPOCHS = "rgb_ms", 3, 2, 1
 DEFAULT_THREADS = 1  # torch intra-op threads (see run_demo)
 CAM_CLASS = "take_cup"  # the CAM examples: a test-user clip of an order-only class (put_cup is it reversed)
 CAM_COMPARE = ("rgb_ms", "rgb_ms_feedback")  # the report's before/after figure
@@ -148,7 +152,7 @@ def step(demo: Demo, title: str) -> Iterator[None]:
 
 
 def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, configs: Path = CONFIGS,
-             threads: int = DEFAULT_THREADS, search_trials: int | None = None,
+             threads: int = DEFAULT_THREADS,
              console: Console | None = None) -> dict[str, Path]:
     """Run every step of the demo into `out`; return what it wrote where (the final table).
 
@@ -173,7 +177,7 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, confi
         with step(demo, f"train {name} (fpar train configs/demo/{name}.yaml)"):
             train_model(demo, name)
     report = report_step(demo)
-    search_step(demo, search_trials)
+    search_step(demo)
     cam_step(demo, labels)
     demo.times["total"] = time.perf_counter() - started
     print_summary(demo, report)
@@ -236,15 +240,23 @@ def report_step(demo: Demo) -> Any:
     return report
 
 
-def search_step(demo: Demo, trials: int | None) -> None:
-    """A small search for alpha (the weight of L_ms) on the validation part.
+def search_step(demo: Demo) -> None:
+    """`fpar search-alpha` for rgb_ms on the validation part: a few short trials (SEARCH_*).
 
-    ISSUE 10 POINT 3 (fpar search-alpha, another branch) lands `fpar.train.search.search_alpha`;
-    until it is merged this step says so and writes nothing.
+    The search reads a recipe file, so the demo writes the one it searches (its rgb_ms recipe,
+    paths moved to --out, SEARCH_EPOCHS a trial) into the search folder first.
     """
-    with step(demo, "alpha search for rgb_ms on the validation part (fpar search-alpha)"):
-        demo.console.print("not yet: `fpar search-alpha` (fpar.train.search) is not merged into this branch",
-                           highlight=False)
+    first = demo.training_seeds()[0]
+    recipe = demo.recipe(f"{SEARCH_MODEL}.yaml", first)
+    for stage in recipe.stages:
+        stage.epochs, stage.milestones = SEARCH_EPOCHS, []
+    trials = SEARCH_TRIALS_TINY if demo.tiny else SEARCH_TRIALS
+    with step(demo, f"alpha search for {SEARCH_MODEL}, {trials} trials on the validation part (fpar search-alpha)"):
+        folder = demo.out / SEARCH_DIR
+        searched = write_atomic(folder / f"{SEARCH_MODEL}.yaml", OmegaConf.to_yaml(to_dict(recipe)))
+        result = search_alpha(searched, folder, trials, console=demo.console, seed=first)
+        demo.files["alpha search: best recipe"] = result.recipe_path
+        demo.files["alpha search: trials plot"] = result.plot_path
 
 
 def cam_step(demo: Demo, labels: Path) -> None:
@@ -305,5 +317,3 @@ def _json(values: dict[str, Any]) -> str:
 
     return json.dumps(values, indent=1)
 
-
-StepFunction = Callable[[Demo], None]
