@@ -7,9 +7,10 @@ warm-up gives the recipes a backbone that has seen images: torchvision's ResNet-
 trained to classify single frames of the *training* part of the split (never the validation part,
 never the test user) with the first K rows of its own 1000-way fc, BN in train mode, like ImageNet
 pre-training on a small scale. The other rows are then zeroed with a low bias, so the fc's arg max
-(the class whose CAM the RGB streams' attention uses) is always one of the K classes. The result is a plain torchvision state dict, which any recipe
-loads as `model.weights: PATH` (the RGB streams keep its fc for their attention; the flow stream
-builds its conv1 from it by cross-modality initialisation, as from ImageNet).
+(the class whose CAM the RGB streams' attention uses) is always one of the K classes. The result
+is a plain torchvision state dict, which any recipe loads as `model.weights: PATH` (the RGB
+streams keep its fc for their attention; the flow stream builds its conv1 from it by
+cross-modality initialisation, as from ImageNet).
 
 A warm-up recipe is an ordinary recipe file: `data` (root, test user, N frames per clip, size,
 batch), `train` (seed, device, amp) and one stage (epochs, optimizer, lr, schedule; `trains: [all]`).
