@@ -19,11 +19,11 @@ shows as mean ± std. Every step resumes: a rerun skips what is complete.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -37,9 +37,10 @@ from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SY
 from fpar.data.preview import contact_sheet
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import ConfigError, FparError
-from fpar.evaluate.report import build_report
+from fpar.evaluate.report import Report, build_report
 from fpar.explain.run import run_cam, sheet_path
 from fpar.io.atomic import write_atomic
+from fpar.io.labels import read_labels
 from fpar.prepare import PrepareSettings, evaluate, prepare
 from fpar.train.rundir import RunDir
 from fpar.train.run import make_plan, train_run
@@ -53,15 +54,13 @@ WARMUP_RECIPE = "warmup.yaml"
 MODELS = ("rgb", "flow", "rgb_ms", "rgb_ms_feedback", "two_stream")
 WARMUP_DIR, TRAIN_DIR, REPORT_DIR, SEARCH_DIR, CAM_DIR = "warmup", "train", "report", "search", "cam"
 # --tiny: the smallest sizes that still run every step (what CI runs); everything else as the recipes.
-TINY_OVERRIDES = ["data.frames=3", "data.flow_stack=2", "data.image_size=48", "data.batch_size=4", "data.workers=0"]
-TINY_MODEL_OVERRIDES = ["model.mem_size=8"]
+TINY_OVERRIDES = ["data.frames=3", "data.flow_stack=2", "data.image_size=48", "data.batch_size=4", "data.workers=0",
+                  "model.mem_size=8"]
 # The search step: a few one-epoch trials of rgb_ms (a taste of `fpar search-alpha`, within the budget).
 SEARCH_MODEL, SEARCH_TRIALS, SEARCH_TRIALS_TINY, SEARCH_EPOCHS = "rgb_ms", 3, 2, 1
 DEFAULT_THREADS = 1  # torch intra-op threads (see run_demo)
 CAM_CLASS = "take_cup"  # the CAM examples: a test-user clip of an order-only class (put_cup is it reversed)
 CAM_COMPARE = ("rgb_ms", "rgb_ms_feedback")  # the report's before/after figure
-
-
 
 
 @dataclasses.dataclass
@@ -105,14 +104,14 @@ class Demo:
         places.update({f"{RECIPES_ROOT}/{TRAIN_DIR}/{name}": self.run_dir(name, train_seed) for name in MODELS})
         return places
 
-    def recipe(self, file_name: str, train_seed: int, model: bool = True) -> Recipe:
+    def recipe(self, file_name: str, train_seed: int) -> Recipe:
         """A recipe of configs/demo with this demo's paths, seed and (with --tiny) sizes."""
         path = self.configs / file_name
         if not path.is_file():
             raise ConfigError(f"{path}: demo recipe not found (give the repository's configs/demo with --configs)")
         overrides = [f"train.seed={train_seed}"]
         if self.tiny:
-            overrides += TINY_OVERRIDES + (TINY_MODEL_OVERRIDES if model else [])
+            overrides += TINY_OVERRIDES
         recipe = load_recipe(path, overrides)
         relocate(recipe, self.places(train_seed))
         if self.tiny:
@@ -152,8 +151,7 @@ def step(demo: Demo, title: str) -> Iterator[None]:
 
 
 def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, configs: Path = CONFIGS,
-             threads: int = DEFAULT_THREADS,
-             console: Console | None = None) -> dict[str, Path]:
+             threads: int = DEFAULT_THREADS, console: Console | None = None) -> dict[str, Path]:
     """Run every step of the demo into `out`; return what it wrote where (the final table).
 
     `threads`: torch's intra-op threads (0: torch's default, all cores). The default is 1: on a
@@ -172,7 +170,7 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, confi
     with step(demo, "warm-up of the backbone on single frames of the training users (stand-in for ImageNet)"):
         for train_seed in demo.training_seeds():
             demo.files[_seeded("warm-up backbone", demo, train_seed)] = warm_up(
-                demo.recipe(WARMUP_RECIPE, train_seed, model=False), demo.warmup_dir(train_seed), demo.console)
+                demo.recipe(WARMUP_RECIPE, train_seed), demo.warmup_dir(train_seed), demo.console)
     for name in MODELS:
         with step(demo, f"train {name} (fpar train configs/demo/{name}.yaml)"):
             train_model(demo, name)
@@ -226,11 +224,11 @@ def train_model(demo: Demo, name: str) -> None:
         train_run(make_plan(demo.recipe(f"{name}.yaml", train_seed)), demo.run_dir(name, train_seed), demo.console)
     if demo.seeds > 1:
         runs = [demo.seed_part(s) for s in demo.training_seeds()]
-        write_atomic(RunDir(demo.model_dir(name)).group, _json({"kind": "seeds", "runs": runs}))
+        write_atomic(RunDir(demo.model_dir(name)).group, json.dumps({"kind": "seeds", "runs": runs}, indent=1))
     demo.files[f"{name} run" + ("s" if demo.seeds > 1 else "")] = demo.model_dir(name)
 
 
-def report_step(demo: Demo) -> Any:
+def report_step(demo: Demo) -> Report:
     """`fpar report` over the five models: evaluation on the test user, table, curves."""
     with step(demo, "evaluation on the held-out user and the comparison table (fpar report)"):
         report = build_report([demo.model_dir(name) for name in MODELS], demo.out / REPORT_DIR, progress=False)
@@ -275,7 +273,7 @@ def cam_step(demo: Demo, labels: Path) -> None:
         demo.files["CAM before/after figure"] = sheet_path(cam_dir / "compare.mp4")
 
 
-def print_summary(demo: Demo, report: Any) -> None:
+def print_summary(demo: Demo, report: Report) -> None:
     """The comparison table, every step's time, and where every file is."""
     demo.console.rule("fpar demo: results")
     demo.console.print(Markdown(report.table_md.read_text(encoding="utf-8")))
@@ -295,8 +293,6 @@ def print_summary(demo: Demo, report: Any) -> None:
 
 def _test_clip(labels: Path, test_user: str) -> Path:
     """The first synthetic video of CAM_CLASS by the test user (never seen in training)."""
-    from fpar.io.labels import read_labels  # noqa: PLC0415
-
     for row in read_labels(labels):
         if row.user == test_user and row.label == CAM_CLASS:
             return row.video
@@ -310,10 +306,3 @@ def _synth_size(demo: Demo) -> tuple[int, int]:
 
 def _seeded(what: str, demo: Demo, train_seed: int) -> str:
     return f"{what} (seed {train_seed})" if demo.seeds > 1 else what
-
-
-def _json(values: dict[str, Any]) -> str:
-    import json  # noqa: PLC0415
-
-    return json.dumps(values, indent=1)
-
