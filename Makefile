@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint
+.PHONY: setup demo test test-fast lint app
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fpar demo --out runs/demo
+
+app: $(STAMP)
+	$(BIN)/fpar app --runs runs/demo
 
 test: $(STAMP)
 	$(BIN)/pytest; code=$$?; [ $$code -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$code

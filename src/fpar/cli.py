@@ -16,6 +16,7 @@ from rich.console import Console
 from fpar.config import DataConfig
 from fpar.data.synthetic.presets import DEFAULT_CLASSES, OBJECTS, TINY_CLASSES, VERBS, SynthConfig
 from fpar.errors import FparError, one_line
+from fpar.explain.limits import MAX_FRAMES, MAX_MEGABYTES
 from fpar.options import (
     DEFAULT_BOUND,
     DEFAULT_FLOW,
@@ -403,6 +404,85 @@ def report_verb(
     console.print(report.table_md.read_text(encoding="utf-8"), highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {report.table_md}, {report.table_csv} and {len(report.figures)} figure(s) in {out}",
                   highlight=False, soft_wrap=True)
+
+# ---- explain: cam, app (fpar.explain, fpar.app; docs/cam.md) ------------------------------------
+
+@app.command("cam", rich_help_panel="Explain")
+def cam_verb(
+    paths: Annotated[list[Path], typer.Argument(
+        help="CHECKPOINT INPUT; with --compare two to four checkpoints, then INPUT. INPUT: an image "
+             "(png, jpg, bmp, webp) or a video (mp4, avi, webm, mov).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Picture (.png) for an image; .mp4 for a video, with its "
+                                                    "contact sheet written beside it as `STEM_sheet.png`.")],
+    compare: Annotated[bool, typer.Option("--compare", help="Several checkpoints: the same frames with each "
+                                                            "model's CAM side by side.")] = False,
+    method: Annotated[str, typer.Option(help="attention (the RGB models' own spatial attention), gradcam or "
+                                             "gradcam++ (every model).")] = "gradcam",
+    alpha: Annotated[float, typer.Option(help="Opacity of the heat map over the frame, 0 to 1.")] = 0.5,
+    max_frames: Annotated[int, typer.Option("--max-frames", help="Refuse longer videos.")] = MAX_FRAMES,
+    flow_size: Annotated[str, typer.Option("--flow-size", help="Frame size flow is computed at, as `fpar prepare "
+                                                               "--size` (flow and two_stream models).")]
+    = format_size(DEFAULT_FRAME_SIZE),
+) -> None:
+    """Class activation maps of a model's prediction on an image or a video.
+
+    A video is classified as one clip of the checkpoint's N sampled frames; every frame then gets
+    the map of that class (docs/cam.md says how), normalised over the whole video, and is
+    written to an H.264 mp4 with the predicted class as caption, plus a contact sheet PNG of the
+    sampled frames. Prints the top-5 classes.
+
+    Examples:
+
+      fpar cam runs/demo/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
+
+      fpar cam --compare runs/demo/rgb_ms/best.pt runs/demo/rgb_ms_feedback/best.pt clip.mp4 --out compare.mp4
+    """
+    from tqdm import tqdm
+
+    from fpar.explain.limits import Limits
+    from fpar.explain.run import run_cam
+
+    count = len(paths) - 1
+    if not (2 <= count <= 4 if compare else count == 1):
+        wanted = "two to four checkpoints and an input" if compare else "one checkpoint and an input (or --compare)"
+        raise FparError(f"fpar cam: got {len(paths)} paths; expected {wanted}")
+    with tqdm(unit="frame", leave=False) as bar:
+        def progress(what: str, done: int, total: int) -> None:
+            bar.set_description(what)
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        results, written = run_cam(paths[:-1], paths[-1], out, method, alpha, Limits(max_frames=max_frames),
+                                   parse_size(flow_size, allow_native=True), progress)
+    for result in results:
+        top = ", ".join(f"{name} {p:.1%}" for name, p in result.top(5))
+        console.print(f"{result.label}: {result.predicted} (top-5: {top})", highlight=False, soft_wrap=True)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command("app", rich_help_panel="Explain")
+def app_verb(
+    runs: Annotated[Path, typer.Option(help="Folder searched for checkpoints (*.pt).")] = Path("runs/demo"),
+    port: Annotated[int, typer.Option(help="Local port of the page.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to serve on; 127.0.0.1 keeps it on this machine.")]
+    = "127.0.0.1",
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Refuse larger uploads.")] = MAX_MEGABYTES,
+    max_frames: Annotated[int, typer.Option("--max-frames", help="Refuse longer videos.")] = MAX_FRAMES,
+) -> None:
+    """Start the Streamlit app: upload an image or a video, pick one to four models, compare their CAMs.
+
+    Needs the `app` extra (`pip install -e '.[app]'`). Stop it with Ctrl-C.
+
+    Example: fpar app --runs runs/demo --port 8501
+    """
+    from fpar.app.launch import AppSettings, launch
+    from fpar.explain.limits import Limits
+
+    if max_upload_mb <= 0 or max_frames < 1:
+        raise FparError("--max-upload-mb must be > 0 and --max-frames at least 1")
+    console.print(f"fpar app on http://{address}:{port} (checkpoints under {runs}); Ctrl-C stops it", highlight=False)
+    launch(AppSettings(runs, Limits(max_upload_mb, max_frames)), port, address)
 
 
 # ---- end of verbs ------------------------------------------------------------------------------
