@@ -20,7 +20,9 @@ from fpar.data.datasets import DATASETS, ClipDataset, make_dataset
 from fpar.data.layout import MAP_THRESHOLD, class_names, discover
 from fpar.data.sampling import flow_window, frame_positions, train_flow_start
 from fpar.data.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD, ClipParams, crop_box
-from fpar.bench.timing import Repeats, load_average
+from fpar.bench.timing import Repeats, device_sync, load_average
+from fpar.bench.training import STAGE2, Scale, model_config, step_function
+from fpar.models.registry import build_model
 
 WORKER_COUNTS = (0, 1, 2)
 
@@ -106,3 +108,40 @@ def bench_loading(root, image_size: int, frames: int, batch_size: int, batches: 
                          "load_average": load_average()})
     return {"image_size": image_size, "frames": frames, "batch_size": batch_size, "rows": rows}
 
+
+
+def loader_wait(root, scale: Scale, device: torch.device, batches: int, workers: int = DataConfig().workers) -> dict:
+    """The demo's `rgb` stage-2 step fed by fpar's loader with the default workers: the share of
+    the time spent waiting for the next batch (the target: at most 5%)."""
+    cfg = DataConfig(root=str(root), frames=scale.frames, image_size=scale.image_size, batch_size=scale.batch)
+    model = build_model(model_config("rgb", "two_pass", scale)).to(device)
+    found = discover(root)
+    dataset = make_dataset(found.samples, class_names(found.samples), model.input_keys, cfg, train=True)
+    loader = DataLoader(dataset, batch_size=scale.batch, shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=workers > 0)
+    step = step_function(model, model, STAGE2, {}, device)
+    sync = device_sync(device)
+    timings: list[tuple[float, float]] = []  # (waited, stepped) per batch; the first is the warm-up
+    while len(timings) <= batches:
+        for waited, batch in _timed_batches(loader):
+            start = time.perf_counter()
+            step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+            sync()
+            timings.append((waited, time.perf_counter() - start))
+            if len(timings) > batches:
+                break
+    waited, stepped = (sum(column) for column in zip(*timings[1:]))
+    return {"model": "rgb", "stage": "stage2", "scale": scale.name, "workers": workers, "batches": batches,
+            "wait_s_per_batch": waited / batches, "step_s_per_batch": stepped / batches,
+            "wait_share": waited / (waited + stepped), "load_average": load_average()}
+
+
+def _timed_batches(loader: DataLoader):
+    """(seconds waited, batch) for each batch of `loader`."""
+    iterator = iter(loader)
+    while True:
+        start = time.perf_counter()
+        batch = next(iterator, None)
+        if batch is None:
+            return
+        yield time.perf_counter() - start, batch

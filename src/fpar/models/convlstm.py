@@ -13,6 +13,8 @@ CPU's matrix units busy at layer4's 7x7 (`fpar bench` measures it against the pe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,27 +51,33 @@ class ConvLSTMCell(nn.Module):
         bias = torch.cat([self.x_convs[g].bias for g in GATES])
         return F.conv2d(x, weight, bias, padding=self.x_convs["i"].padding)
 
-    def step(self, x_gates: Tensor, state: tuple[Tensor, Tensor], h_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """One step from the input's gates (`input_gates`) and the previous (h, c); `h_weight` is
-        the concatenated hidden-state weight, when the caller made it once for many steps."""
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor], x_gates: Tensor | None = None,
+                h_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One step: (h, c) from the input map `x` and the previous (h, c). `x_gates` is `x`'s
+        `input_gates` and `h_weight` the concatenated hidden-state weight, when `run` made them
+        once for a whole sequence."""
         h, c = state
+        if x_gates is None:
+            x_gates = self.input_gates(x)
         if h_weight is None:
-            h_weight = torch.cat([self.h_convs[g].weight for g in GATES])
+            h_weight = self.hidden_weight()
         gates = x_gates + F.conv2d(h, h_weight, padding=self.h_convs["i"].padding)
         i, f, candidate, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(i) * torch.tanh(candidate) + torch.sigmoid(f) * c
         return torch.sigmoid(o) * torch.tanh(c), c
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """One step: (h, c) from the input map and the previous (h, c)."""
-        return self.step(self.input_gates(x), state)
+    def hidden_weight(self) -> Tensor:
+        """The four gates' hidden-state weights as one convolution's, in the order of `GATES`."""
+        return torch.cat([self.h_convs[g].weight for g in GATES])
 
-    def run(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """The last (h, c) over a sequence `inputs` (B, T, C, h, w), from the zero state."""
-        batch, steps = inputs.shape[:2]
-        x_gates = self.input_gates(inputs.flatten(0, 1)).unflatten(0, (batch, steps))
-        h_weight = torch.cat([self.h_convs[g].weight for g in GATES])
-        state = self.initial_state(inputs[:, 0])
-        for t in range(steps):
-            state = self.step(x_gates[:, t], state, h_weight)
+    def run(self, steps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """The last (h, c) over the input maps `steps` (each (B, C, h, w)), from the zero state.
+
+        Each step still goes through `forward` with its own input map, so hooks on the cell see
+        every step's input and gradients with respect to it (CAM reads them)."""
+        x_gates = self.input_gates(torch.stack(list(steps), dim=1).flatten(0, 1)).unflatten(0, (len(steps[0]), -1))
+        h_weight = self.hidden_weight()
+        state = self.initial_state(steps[0])
+        for t, x in enumerate(steps):
+            state = self(x, state, x_gates[:, t], h_weight)
         return state

@@ -103,7 +103,7 @@ class RGBStream(nn.Module):
 
     def forward(self, clip: Tensor) -> StreamOutput:
         frames = self._encode(clip)
-        cell = self.lstm.run(frames.attended)[1]
+        cell = self.lstm.run(frames.attended.unbind(1))[1]
         ms_logits = None
         if self.ms_head is not None:
             ms_logits = self.ms_head.classify(frames.ms_embedding.flatten(0, 1)).unflatten(0, clip.shape[:2])
