@@ -319,12 +319,43 @@ def import_egornn_verb(
     )
 
 
+@app.command("train", rich_help_panel="Train and evaluate")
+def train_verb(
+    recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML, e.g. configs/demo/rgb.yaml.")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="section.key=value overrides, e.g. data.root=runs/prepared train.device=cpu; "
+             "data.test_user=all trains one run per held-out user.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run dir to write (new, or one holding the same "
+                                                              "recipe, which then continues).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run dir (or folder of "
+                                                                    "runs) exactly where it stopped.")] = None,
+) -> None:
+    """Train a recipe's stages in order into a run dir: recipe.yaml, split.json, metrics.csv,
+    TensorBoard events, best.pt / last.pt (per stage under stages/), state.pt for --resume.
+
+    Checkpoints are chosen by validation accuracy on a part of the training users
+    (data.selection=val), or on the test user as the reference did (data.selection=test).
+    After a kill, `--resume RUN_DIR` continues bit-exactly from the last finished epoch.
+
+    Examples:
+
+      fpar train configs/demo/rgb.yaml --out runs/demo/train/rgb data.root=runs/demo/prepared
+
+      fpar train configs/gtea61/rgb.yaml --out runs/gtea61/rgb data.test_user=all
+
+      fpar train --resume runs/demo/train/rgb
+    """
+    from fpar.train.run import train
+
+    for run_dir in train(recipe, out, overrides, resume, console=console):
+        console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
+
 # ---- evaluation and report (fpar.evaluate) ---------------------------------------------------
 
 _EVAL_DEVICE = typer.Option(help="Where the model runs: auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
 
 
-@app.command("eval", rich_help_panel="Evaluate")
+@app.command("eval", rich_help_panel="Train and evaluate")
 def eval_verb(
     runs: Annotated[list[Path], typer.Argument(help="Run dir(s) of `fpar train`, or a group dir (runs.json): "
                                                     "each run is evaluated. With --fuse: the runs to fuse.")],
@@ -382,7 +413,7 @@ def eval_verb(
         console.print(line + f" (protocol: {m['protocol']})", highlight=False, soft_wrap=True)
 
 
-@app.command("report", rich_help_panel="Evaluate")
+@app.command("report", rich_help_panel="Train and evaluate")
 def report_verb(
     runs: Annotated[list[Path], typer.Argument(help="Run dirs, group dirs (runs.json: splits or seeds, shown "
                                                     "as mean ± std) or `fpar eval --fuse` folders.")],

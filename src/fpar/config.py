@@ -75,31 +75,39 @@ class ModelConfig:
 
 @dataclass
 class StageConfig:
-    """One training stage: which parameter groups train, for how long, and how."""
+    """One training stage: which parameters train, for how long, how, and from what.
+
+    `trains` and the keys of `group_lr` are parameter groups (`fpar.train.stages.GROUPS`, e.g.
+    `lstm`, `layer4_convs`; `rgb:layer4` limits a group to one stream) or glob patterns of
+    parameter names (`streams.rgb.backbone.layer4.*`). Everything else stays frozen.
+    """
 
     name: str = "stage1"
-    trains: list[str] = field(default_factory=list)  # parameter groups, e.g. ["lstm", "classifier"]
+    trains: list[str] = field(default_factory=list)  # groups or name patterns trained at `lr`
+    group_lr: dict[str, float] = field(default_factory=dict)  # groups trained at their own LR
     epochs: int = 1
     optimizer: str = "adam"  # "adam" or "sgd"
     lr: float = 1e-3
     weight_decay: float = 4e-5
-    momentum: float = 0.9
-    eps: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    eps: float = 1e-4  # adam only
+    schedule: str = "multistep"  # "multistep" (x gamma at each milestone) or "exponential" (x gamma every epoch)
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
-    init_from: list[str] = field(default_factory=list)  # other runs' checkpoints, loaded non-strictly
+    bn: str = "eval"  # "eval": every BN keeps its statistics; "train": BN layers whose weights train update theirs
+    init_from: list[str] = field(default_factory=list)  # RUN_DIR, RUN_DIR:stage or a .pt, loaded non-strictly
 
 
 @dataclass
 class TrainConfig:
     """Settings of the loop that hold across stages."""
 
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # split, data order, augmentation and dropout are functions of it (and of stage, epoch)
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     alpha: float = 1.0  # weight of L_ms in L_tot = L_cls + alpha * L_ms
-    amp: bool = False
+    amp: str = "off"  # "off", "bf16" (autocast, CPU or GPU) or "fp16" (autocast + GradScaler, GPU only)
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (the weights stay those of the plain module)
 
 
 @dataclass

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -30,11 +29,13 @@ from tqdm import tqdm
 from fpar.config import load_recipe
 from fpar.data.datasets import make_dataset
 from fpar.data.layout import Sample, discover
+from fpar.devices import resolve_device
 from fpar.errors import CheckpointError, DataError, FparError
 from fpar.evaluate.metrics import MotionCounts, Scores, classification_metrics, confusion_matrix
 from fpar.evaluate.outputs import MOTION_PNG, read_metrics, write_metrics, write_tables
 from fpar.evaluate.runs import SPLIT_PARTS, read_split, require_run, run_dirs
 from fpar.models.checkpoints import load_model, read_checkpoint
+from fpar.train.losses import motion_targets
 from fpar.train.rundir import RunDir
 
 MOTION_EXAMPLES = 3  # samples drawn in motion.png
@@ -47,16 +48,6 @@ class EvalResult:
     folder: Path
     metrics: dict[str, Any]
     scores: Scores
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto": the GPU when there is one, else the CPU; otherwise the torch device named."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise FparError(f"device {name!r}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from exc
 
 
 def file_digest(path: Path) -> str:
@@ -185,13 +176,13 @@ def _forward(model: torch.nn.Module, inputs: dict[str, Tensor], segments: int) -
 
 
 def _motion_maps(ms_logits: Tensor, mmaps: Tensor) -> tuple[Tensor, Tensor]:
-    """Given maps resized (nearest) to the head's s x s, and the head's predicted maps, both (B, T, s, s) bool.
+    """Given maps resized as L_ms sees them (`motion_targets`: nearest, to the head's s x s), and the
+    head's predicted maps, both (B, T, s, s) bool.
 
     Two outputs per position (classification): moving where class 1 wins; one (regression): where
     the logit is positive, i.e. the sigmoid passes 0.5.
     """
-    side = ms_logits.shape[-2:]
-    given = F.interpolate(mmaps.float(), size=side, mode="nearest") > 0.5
+    given = motion_targets(mmaps, ms_logits.shape[-1]).bool()
     predicted = ms_logits.argmax(dim=2) == 1 if ms_logits.shape[2] == 2 else ms_logits[:, :, 0] > 0
     return given, predicted
 

@@ -9,7 +9,8 @@
       last.pt, best.pt       fpar checkpoints (`fpar.models.load_model` reads them alone); best by
                              validation accuracy of the last stage, last = the latest epoch
       stages/<stage>/best.pt, stages/<stage>/last.pt    the same per stage (`init_from` names them)
-      state.pt               trainer state for `--resume` (optimizer, scheduler, RNG, stage, epoch)
+      state.pt               trainer state for `--resume` (weights, optimizer, scheduler, stage, epoch;
+                             RNG draws are a function of seed, stage and epoch, so need no saving)
       eval/<checkpoint>-<split>/   what `fpar eval` writes: metrics.json, per_class.csv,
                              confusion.json/.csv/.png, scores.csv, and for MS models motion.png
     A folder of several runs (`data.test_user=all`: DIR/S1 ... DIR/S4) has `runs.json` naming them.

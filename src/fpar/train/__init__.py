@@ -1,0 +1,1 @@
+"""Training: staged recipes into run dirs (`run.train`), the loop (`loop`), losses, stages."""

@@ -1,0 +1,267 @@
+"""The training loop: the recipe's stages in order, one epoch at a time, resumable exactly.
+
+An epoch: reseed from (seed, stage, epoch); one pass over the training part (tqdm bar with loss
+and accuracy); validation; then the files, state.pt last: metrics.csv, TensorBoard, the stage's
+and the run's last.pt, and best.pt when validation accuracy improved.
+
+Exact resume. Data order, augmentation draws and dropout are functions of (train.seed, stage
+index, epoch): each epoch reseeds Python, NumPy and torch, and gives the DataLoader a generator
+seeded alike (its shuffling and its workers' seeds come from that). So an epoch boundary has no
+RNG state worth saving; state.pt holds the rest (weights, optimizer, scheduler, GradScaler,
+stage, epoch, best accuracy, metrics rows), written atomically after the epoch's other files. A
+kill loses at most the epoch in progress, which the resumed run redoes with the same draws, so it
+ends bit-identical to an uninterrupted run on the same device and thread count.
+
+Frozen parts cost no gradients: parameters a stage does not train have requires_grad False, so in
+rgb stage 1 no backward runs through the backbone. Its features are still recomputed every epoch,
+on purpose: each epoch draws new crops and flips, so the features change; caching them would
+train on one fixed augmentation.
+
+Scale-out: `distributed.Processes` picks this rank's samples, sums the metrics, and lets rank 0
+alone write; wrapping `self.model` for DDP is the one change left.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fpar.config import TrainConfig
+from fpar.data.datasets import ClipDataset, make_dataset
+from fpar.data.transforms import NORMALIZATION
+from fpar.devices import resolve_device
+from fpar.errors import ConfigError
+from fpar.io.atomic import atomic_path, write_atomic
+from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkpoint
+from fpar.models.safe_load import load_weights_only
+from fpar.train.distributed import Processes
+from fpar.train.init_from import load_source
+from fpar.train.losses import compute_losses
+from fpar.train.rundir import METRICS_COLUMNS, RunDir
+from fpar.train.stages import freeze_all_but, make_optimizer, make_scheduler, set_modes, trained_lrs
+
+if TYPE_CHECKING:
+    from fpar.train.run import Plan
+
+AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    """train.device ("auto": CUDA when present), checked together with train.amp."""
+    device = resolve_device(cfg.device, "train.device")
+    if cfg.amp not in AMP_MODES:
+        raise ConfigError(f"train.amp {cfg.amp!r}: expected one of {', '.join(AMP_MODES)}")
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp fp16 needs a CUDA device; use bf16 on the CPU")
+    return device
+
+
+def epoch_seed(seed: int, stage: int, epoch: int) -> int:
+    """The seed of one epoch: a function of (seed, stage index, epoch) alone."""
+    return int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def publish(source: Path, target: Path) -> None:
+    """`target` becomes the file `source` is (a hard link, else a copy), atomically."""
+    with atomic_path(target) as temp:
+        temp.unlink()
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
+
+
+class Trainer:
+    """Runs a checked `Plan` into a run dir; `run()` starts or continues where state.pt says."""
+
+    def __init__(self, plan: Plan, run: RunDir, console: Console, processes: Processes = Processes()) -> None:
+        self.plan, self.run_dir, self.console, self.processes = plan, run, console, processes
+        recipe = plan.recipe
+        self.cfg, self.stages = recipe.train, recipe.stages
+        self.device = pick_device(self.cfg)
+        self.model = plan.model.to(self.device)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        needs = self.model.input_keys
+        self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
+        self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
+        normalization = {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION}
+        self.meta = CheckpointMeta(recipe.model, plan.classes, normalization)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
+        self.rows: list[dict[str, Any]] = []
+        self.best = -1.0
+        self.writer: Any = None  # TensorBoard, opened by `run` on the main process
+
+    # ---- the run ------------------------------------------------------------------------------
+    def run(self) -> None:
+        state = load_weights_only(self.run_dir.state, "trainer state") if self.run_dir.state.is_file() else None
+        first = state["stage"] if state else 0
+        if state:
+            self.rows, self.best = state["rows"], state["best"]
+            self.console.print(f"resuming {self.run_dir.root}: stage {self.stages[first].name}, "
+                               f"{state['epoch']} epoch(s) done", highlight=False)
+        protocol = self._announce()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.run_dir.tensorboard), purge_step=len(self.rows) + 1) \
+            if self.processes.is_main else None
+        if self.writer and not self.rows:
+            self.writer.add_text("protocol", protocol)
+        for index in range(first, len(self.stages)):
+            resumed = state if state and index == first else None
+            self._begin_stage(index, resumed)
+            for epoch in range(resumed["epoch"] if resumed else 0, self.stages[index].epochs):
+                self._epoch(index, epoch)
+        if self.writer:
+            self.writer.close()
+        self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
+                           f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
+
+    def _announce(self) -> str:
+        """Print what trains on what, and which checkpoint-selection protocol; returns the latter."""
+        split = self.plan.split
+        if split.selection == "test":
+            protocol = f"selection=test (the reference protocol): checkpoints chosen on the test user {split.test_user}"
+        else:
+            protocol = f"selection=val: checkpoints chosen on a validation part; test user {split.test_user} kept apart"
+        self.console.print(f"{self.plan.recipe.model.name}: {len(self.train_set)} train, {len(self.val_set)} val "
+                           f"clips, {len(self.plan.classes)} classes, {self.device}; {protocol}", highlight=False)
+        return protocol
+
+    def _begin_stage(self, index: int, state: dict[str, Any] | None) -> None:
+        """Weights (state.pt, else the previous stage's best, then init_from), freezing, optimizer."""
+        stage = self.stages[index]
+        if state:
+            self.model.load_state_dict(state["model"])
+        else:
+            if index > 0:
+                previous = self.run_dir.checkpoint("best", self.stages[index - 1].name)
+                self.model.load_state_dict(read_checkpoint(previous).state_dict)
+            for source in self.plan.sources[stage.name]:
+                self.console.print(load_source(self.model, source), highlight=False, soft_wrap=True)
+            self.best = -1.0
+        lrs = trained_lrs(self.model, stage)
+        self.trained = set(lrs)
+        freeze_all_but(self.model, self.trained)
+        self.optimizer = make_optimizer(self.model, stage, lrs)
+        self.scheduler = make_scheduler(self.optimizer, stage)
+        if state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+        count = sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)
+        self.console.print(f"stage {stage.name}: {stage.epochs} epoch(s), {stage.optimizer} lr {stage.lr:g}, "
+                           f"trains {len(self.trained)} tensors ({count:,} parameters), BN {stage.bn}", highlight=False)
+
+    def _epoch(self, index: int, epoch: int) -> None:
+        stage = self.stages[index]
+        seed = epoch_seed(self.cfg.seed, index, epoch)
+        seed_everything(seed)
+        start = time.perf_counter()
+        lr = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0] * stage.lr  # the `trains` LR now
+        set_modes(self.model, self.trained, stage.bn)
+        train = self._pass(self.train_set, seed, train=True, desc=f"{stage.name} {epoch + 1}/{stage.epochs}")
+        self.model.eval()
+        val = self._pass(self.val_set, seed, train=False, desc="validation")
+        self.scheduler.step()
+        row = {"stage": stage.name, "epoch": epoch + 1, "train_loss": train["loss"], "train_loss_cls": train["cls"],
+               "train_loss_ms": train["ms"], "train_acc": train["acc"], "val_loss": val["loss"],
+               "val_acc": val["acc"], "lr": lr, "seconds": round(time.perf_counter() - start, 3)}
+        if self.processes.is_main:
+            self._save(index, row)
+        self.console.print(f"{stage.name} {epoch + 1}/{stage.epochs}: train loss {train['loss']:.4f} acc "
+                           f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
+
+    def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
+        """One pass over `dataset`: mean losses and accuracy (summed over processes)."""
+        sampler = self.processes.sampler(dataset, shuffle=train, seed=seed)
+        loader = DataLoader(dataset, batch_size=self.plan.recipe.data.batch_size, shuffle=train and sampler is None,
+                            sampler=sampler, num_workers=self.plan.recipe.data.workers,
+                            generator=torch.Generator().manual_seed(seed), pin_memory=self.device.type == "cuda")
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
+        has_ms = False
+        amp = AMP_MODES[self.cfg.amp]
+        bar = tqdm(loader, desc=desc, leave=train, disable=not self.processes.is_main, dynamic_ncols=True)
+        for step, batch in enumerate(bar):
+            batch = self._to_device(batch)
+            with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
+                output = self.forward(batch)
+                losses = compute_losses(output, batch, self.cfg.alpha)
+            if train:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(losses.total).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            n = batch["label"].numel()
+            has_ms = losses.ms is not None
+            ms = losses.ms.detach() if has_ms else torch.zeros((), device=self.device)
+            correct = (output.logits.argmax(1) == batch["label"]).sum()
+            sums += torch.stack([losses.total.detach() * n, losses.cls.detach() * n, ms * n, correct, torch.tensor(n)
+                                 .to(self.device)]).double()
+            if step % 10 == 0 or step == len(loader) - 1:
+                bar.set_postfix(loss=f"{sums[0] / sums[4]:.4f}", acc=f"{sums[3] / sums[4]:.3f}")
+        loss, cls, ms, correct, count = self.processes.sum(sums).tolist()
+        return {"loss": loss / count, "cls": cls / count, "ms": ms / count if has_ms else "", "acc": correct / count}
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, non_blocking=True)
+                if self.cfg.channels_last and value.dim() == 4 and value.is_floating_point():
+                    value = value.contiguous(memory_format=torch.channels_last)
+            out[key] = value
+        return out
+
+    # ---- files --------------------------------------------------------------------------------
+    def _save(self, index: int, row: dict[str, Any]) -> None:
+        """Checkpoints, metrics.csv and TensorBoard, then state.pt (the commit point of the epoch)."""
+        stage, run = self.stages[index], self.run_dir
+        self.rows.append(row)
+        extra = {"stage": stage.name, "epoch": row["epoch"], "val_acc": row["val_acc"],
+                 "test_user": self.plan.split.test_user, "selection": self.plan.split.selection}
+        save_checkpoint(run.checkpoint("last", stage.name), self.model, self.meta, extra)
+        publish(run.checkpoint("last", stage.name), run.checkpoint("last"))
+        if row["val_acc"] > self.best:
+            self.best = row["val_acc"]
+            save_checkpoint(run.checkpoint("best", stage.name), self.model, self.meta, extra)
+            publish(run.checkpoint("best", stage.name), run.checkpoint("best"))
+        write_atomic(run.metrics, metrics_csv(self.rows))
+        step = len(self.rows)
+        for key in ("train_loss", "train_loss_cls", "train_loss_ms", "train_acc", "val_loss", "val_acc", "lr"):
+            if row[key] != "":
+                self.writer.add_scalar(key, row[key], step)
+        self.writer.flush()
+        state = {"stage": index, "epoch": row["epoch"], "best": self.best, "rows": self.rows,
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+        write_atomic(run.state, lambda handle: torch.save(state, handle))
+
+
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """metrics.csv's text: METRICS_COLUMNS, one row per epoch, empty cells where a value does not apply."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()

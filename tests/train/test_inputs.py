@@ -1,0 +1,76 @@
+"""Bad inputs: one-line errors naming the file, and nothing written; a warning for unseen test classes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, stage_yaml, write_recipe
+from fpar.config import ModelConfig
+from fpar.errors import CheckpointError, DataError
+from fpar.models import CheckpointMeta, build_model, save_checkpoint
+from fpar.train.rundir import RunDir
+from fpar.train.run import train
+
+ONE_STAGE = [stage_yaml("s1", ["classifier"], 1)]
+
+
+def linked_root(source: Path, target: Path, keep=lambda user, label: True, rgb_only: bool = False) -> Path:
+    """A root of symlinks to `source`'s instance folders: those `keep` accepts; frames alone if `rgb_only`."""
+    for top in ["processed_frames2"] if rgb_only else ["processed_frames2", "flow_x_processed", "flow_y_processed"]:
+        for instance in sorted((source / top).glob("*/*/*")):
+            user, label = instance.parts[-3], instance.parts[-2]
+            if keep(user, label):
+                link = target / instance.relative_to(source)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if rgb_only:
+                    link.mkdir()
+                    (link / "rgb").symlink_to(instance / "rgb")
+                else:
+                    link.symlink_to(instance)
+    return target
+
+
+@pytest.mark.parametrize("model, what", [("flow", "reads warp flow"), ("rgb_ms", "learns from motion maps")])
+def test_model_that_does_not_fit_the_data(prepared_root: Path, tmp_path: Path, model: str, what: str) -> None:
+    root = linked_root(prepared_root, tmp_path / "root", rgb_only=True)
+    recipe = write_recipe(tmp_path, model, ONE_STAGE)
+    with pytest.raises(DataError, match=f"{root}.*{what}"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={root}"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_an_unrelated_checkpoint(prepared_root: Path, tmp_path: Path) -> None:
+    config = ModelConfig(name="flow", num_classes=4, frames=3, flow_stack=2, image_size=48)
+    foreign = tmp_path / "flow.pt"
+    save_checkpoint(foreign, build_model(config), CheckpointMeta(config, ["a", "b", "c", "d"], {}))
+    recipe = write_recipe(tmp_path, "rgb", [stage_yaml("s1", ["classifier"], 1, f"    init_from: ['{foreign}']\n")])
+    why = r"'flow' checkpoint unrelated .*missing .*streams.rgb.backbone.\* \(218\)"
+    with pytest.raises(CheckpointError, match=rf"{foreign}: .*{why}"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_unseen_test_class_is_a_warning_in_the_run_dir(prepared_root: Path, tmp_path: Path) -> None:
+    root = linked_root(prepared_root, tmp_path / "root", keep=lambda user, label: user == "S2" or label != "take_cup")
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    train(recipe, tmp_path / "run", [*TINY, f"data.root={root}"])
+    text = RunDir(tmp_path / "run").warnings.read_text()
+    assert "test user S2" in text and "take_cup" in text and "shake_box" not in text
+
+
+def test_cli_prints_one_line_and_exits_1(prepared_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    done = subprocess.run([sys.executable, "-m", "fpar.cli", "train", str(recipe), f"data.root={prepared_root}",
+                           *TINY, "--out", str(tmp_path / "busy")], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert done.stdout.strip().startswith("error:") and len(done.stdout.strip().splitlines()) == 1
+    assert "busy: not empty and not an fpar run dir" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]

@@ -1,0 +1,93 @@
+"""What a stage trains: groups and patterns, BN modes, optimizer groups, schedules; the shipped recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fpar.config import ModelConfig, StageConfig, load_recipe
+from fpar.errors import ConfigError
+from fpar.models.registry import build_model
+from fpar.train.stages import make_optimizer, make_scheduler, select, set_modes, trained_lrs
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*/*.yaml"))
+
+
+def model(name: str = "rgb", size: int = 64) -> torch.nn.Module:
+    return build_model(ModelConfig(name=name, num_classes=3, frames=2, image_size=size, mem_size=4))
+
+
+def test_stage2_set_is_layer4_block_convs_and_backbone_fc_only() -> None:
+    names = select(model(), ["layer4_convs", "backbone_fc"], "s2")
+    prefix = "streams.rgb.backbone."
+    assert names == [f"{prefix}layer4.{b}.conv{c}.weight" for b in range(3) for c in (1, 2)] + [
+        f"{prefix}fc.weight", f"{prefix}fc.bias"]  # no BN, no downsample
+
+
+def test_stream_prefix_and_raw_pattern() -> None:
+    two = model("two_stream")
+    flow = select(two, ["flow:layer4"], "s")
+    assert flow and all(n.startswith("streams.flow.backbone.layer4.") for n in flow)
+    assert any(".bn" in n for n in flow) and any("downsample" in n for n in flow)  # the whole layer
+    assert select(two, ["streams.rgb.lstm.*"], "s") == select(two, ["rgb:lstm"], "s")
+
+
+@pytest.mark.parametrize("entry", ["lstmm", "rgb:nosuchgroup", "streams.rgb.nothing.*"])
+def test_entry_matching_nothing_is_an_error(entry: str) -> None:
+    with pytest.raises(ConfigError, match="nosuchgroup|matches no parameter"):
+        select(model(), [entry], "s1")
+
+
+def test_lstm_of_flow_model_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="'lstm' matches no parameter"):
+        select(model("flow"), ["lstm"], "s1")
+
+
+def test_group_lr_makes_its_own_param_group() -> None:
+    two = model("two_stream")
+    stage = StageConfig(trains=["classifier", "rgb:lstm"], group_lr={"flow:layer4": 1e-4}, optimizer="sgd", lr=1e-2)
+    lrs = trained_lrs(two, stage)
+    optimizer = make_optimizer(two, stage, lrs)
+    by_lr = {group["lr"]: len(group["params"]) for group in optimizer.param_groups}
+    assert by_lr == {1e-4: len(select(two, ["flow:layer4"], "s")),
+                     1e-2: len(select(two, ["classifier", "rgb:lstm"], "s"))}
+    assert isinstance(optimizer, torch.optim.SGD)
+
+
+def test_schedules_multistep_and_exponential() -> None:
+    net = torch.nn.Linear(1, 1)
+    for stage, expected in ((StageConfig(lr=1.0, milestones=[2], gamma=0.1), [1.0, 1.0, 0.1, 0.1]),
+                            (StageConfig(lr=1.0, schedule="exponential", gamma=0.5), [1.0, 0.5, 0.25, 0.125])):
+        optimizer = make_optimizer(net, stage, {n: stage.lr for n, _ in net.named_parameters()})
+        scheduler = make_scheduler(optimizer, stage)
+        seen = []
+        for _ in range(4):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert seen == pytest.approx(expected)
+
+
+def test_bn_train_only_where_its_weights_train() -> None:
+    two = model("two_stream")
+    trained = set(select(two, ["flow:layer4", "rgb:layer4_convs"], "s"))
+    set_modes(two, trained, "train")
+    bns = {n: m.training for n, m in two.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert all(mode == n.startswith("streams.flow.backbone.layer4.") for n, mode in bns.items())
+    set_modes(two, trained, "eval")
+    assert not any(m.training for m in two.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert two.classifier.dropout.training  # dropout stays in train mode
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_shipped_recipe_loads_and_every_stage_names_parameters(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.model.name == path.stem and recipe.stages
+    net = build_model(ModelConfig(name=recipe.model.name, num_classes=3, frames=2, image_size=64,
+                                  mem_size=recipe.model.mem_size))
+    for stage in recipe.stages:
+        assert trained_lrs(net, stage)
+    if path.parent.name == "gtea61":
+        assert recipe.data.frames == 7 and recipe.data.batch_size == 32 and recipe.data.image_size == 224
