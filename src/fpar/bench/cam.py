@@ -41,7 +41,7 @@ def make_checkpoint(path: Path, scale: Scale) -> Path:
     return path
 
 
-def bench_cam(work: Path, scale: Scale, seconds: float, fps: int, size: tuple[int, int], repeats: Repeats) -> dict:
+def bench_cam(work: Path, scale: Scale, seconds: float, fps: int, size: tuple[int, int], repeats: int) -> dict:
     """Seconds per video-second of each CAM method (module doc)."""
     work.mkdir(parents=True, exist_ok=True)
     video = make_video(work / "video", seconds, fps, size)
@@ -54,7 +54,7 @@ def bench_cam(work: Path, scale: Scale, seconds: float, fps: int, size: tuple[in
 
     for method in METHODS:
         runner(method, short)()
-    timed = interleaved({m: runner(m, video) for m in METHODS}, Repeats(warmup=0, repeats=repeats.repeats))
+    timed = interleaved({m: runner(m, video) for m in METHODS}, Repeats(warmup=0, repeats=repeats))
     rows = [{"method": m, "seconds": s, "seconds_per_video_second": s / seconds} for m, s in timed.items()]
     return {"model": "rgb", "scale": scale.name, "video_seconds": seconds, "fps": fps,
             "size": f"{size[0]}x{size[1]}", "rows": rows, "load_average": load_average()}

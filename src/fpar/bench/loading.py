@@ -8,6 +8,7 @@ choices (`ClipTransform.draw`), so the ratio is the cost of the way of reading, 
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -102,7 +103,7 @@ def bench_loading(root, image_size: int, frames: int, batch_size: int, batches: 
             for _ in range(repeats.repeats):
                 for name, dataset in (("fpar", fast), ("naive", naive)):
                     rates[name].append(clips_per_second(dataset, count, batch_size, batches))
-            medians: dict[str, float] = {name: sorted(v)[len(v) // 2] for name, v in rates.items()}
+            medians = {name: statistics.median(values) for name, values in rates.items()}
             rows.append({"dataset": kind.__name__, "workers": count, "clips_per_s": medians["fpar"],
                          "naive_clips_per_s": medians["naive"], "speedup": medians["fpar"] / medians["naive"],
                          "load_average": load_average()})

@@ -1,16 +1,21 @@
 """(a) `fpar prepare`'s throughput per flow method and worker count, and where a frame's time goes.
 
 Throughput is the real `prepare` on a fresh synthetic set (a fresh output folder per run), as
-frames/s over its job loop (what `prepare` itself prints). The share of each part comes from one
-video run part by part in this process, with the pipeline's own functions and one OpenCV thread
-(as each worker runs): decode, homography (features, RANSAC, warp), dense flow, motion maps, and
-image writes (quantising the flow included). The same root is then scored against the synthetic
+frames/s over its job loop (what `prepare` itself prints), and as CPU time per frame (all its
+processes): on a machine shared with other jobs the wall-clock rate says how busy the machine was,
+while `cores / CPU time` says what the cores would give if they were free. The share of each part
+comes from one video run part by part in this process (CPU time), with the pipeline's own
+functions and one OpenCV thread (as each worker runs): decode, homography (features, RANSAC,
+warp), dense flow, motion maps, and image writes (quantising the flow included). The same root is then scored against the synthetic
 ground truth (`prepare.quality`), so a speed-up that changes the output shows up here.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -43,13 +48,13 @@ def make_videos(folder: Path, size: tuple[int, int], clips: int, frames: int) ->
 
 
 def part_times(video: Path, size: tuple[int, int], method: str, scratch: Path) -> dict[str, float]:
-    """Milliseconds per frame of each part of the pipeline (module doc) on one video."""
+    """CPU milliseconds per frame of each part of the pipeline (module doc) on one video."""
     totals: dict[str, float] = defaultdict(float)
 
     def timed(part: str, call: Callable[[], T]) -> T:
-        start = time.perf_counter()
+        start = time.process_time()
         value = call()
-        totals[part] += time.perf_counter() - start
+        totals[part] += time.process_time() - start
         return value
 
     threads = cv2.getNumThreads()
@@ -74,13 +79,21 @@ def part_times(video: Path, size: tuple[int, int], method: str, scratch: Path) -
     return {part: 1000 * totals[part] / frames for part in PARTS}
 
 
-def throughput(labels: Path, out: Path, method: str, workers: int, size: tuple[int, int]) -> float:
-    """Frames/s of one fresh `prepare` run."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (prepare's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def throughput(labels: Path, out: Path, method: str, workers: int, size: tuple[int, int]) -> tuple[float, float]:
+    """Frames/s and CPU milliseconds per frame of one fresh `prepare` run."""
     shutil.rmtree(out, ignore_errors=True)
+    cpu = cpu_seconds()
     report = prepare(labels, out, PrepareSettings(size=size, flow=method), workers=workers, progress=False)
+    cpu = cpu_seconds() - cpu
     if report.failed:
         raise RuntimeError(f"prepare failed during the bench: {report.failed[0]}")
-    return report.frames / report.seconds
+    return report.frames / report.seconds, 1000 * cpu / report.frames
 
 
 def bench_prepare(work: Path, size: tuple[int, int], clips: int, frames: int, methods: tuple[str, ...],
@@ -91,14 +104,15 @@ def bench_prepare(work: Path, size: tuple[int, int], clips: int, frames: int, me
     rows = []
     for method in methods:
         parts = part_times(video, size, method, work / "scratch")
-        runs: dict[int, list[float]] = {w: [] for w in workers}
+        runs: dict[int, list[tuple[float, float]]] = {w: [] for w in workers}
         for _ in range(repeats.repeats):  # interleaved over worker counts
             for count in workers:
                 runs[count].append(throughput(labels, work / f"root-{method}", method, count, size))
         for count in workers:
-            rows.append({"method": method, "workers": count, "frames_per_s": sorted(runs[count])[len(runs[count]) // 2],
-                         "ms_per_frame_one_core": parts,
-                         "share": {p: parts[p] / sum(parts.values()) for p in PARTS},
+            rate, cpu_ms = (statistics.median(column) for column in zip(*runs[count]))
+            rows.append({"method": method, "workers": count, "frames_per_s": rate, "cpu_ms_per_frame": cpu_ms,
+                         "frames_per_s_if_cores_free": min(count, os.cpu_count() or 1) * 1000 / cpu_ms,
+                         "part_cpu_ms_per_frame": parts, "share": {p: parts[p] / sum(parts.values()) for p in PARTS},
                          "load_average": load_average()})
     root = work / "root-dis"
     if "dis" not in methods or not root.is_dir():

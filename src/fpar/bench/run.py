@@ -53,18 +53,19 @@ class Plan:
     cam_fps: int
     cam_size: tuple[int, int]
     repeats: Repeats
+    cam_repeats: int  # each run maps a whole video: one timed run per method after the warm-up
 
 
 QUICK = Plan(prepare_size=(128, 96), prepare_clips=2, prepare_frames=8, prepare_workers=(1, 2), flow_methods=("dis",),
              loading_batches=2, scales=(Scale("quick", 64, 2, 1, 16),), demo=Scale("quick", 64, 2, 2, 16),
              variants=("fp32", "bf16"), matmul_size=512, cam_seconds=0.5, cam_fps=16, cam_size=(128, 96),
-             repeats=Repeats(warmup=1, repeats=1))
+             repeats=Repeats(warmup=1, repeats=1), cam_repeats=1)
 DEMO = Scale("demo", 112, 7, 8, 64)
 REFERENCE = Scale("224", 224, 7, 2, 512)
 FULL = Plan(prepare_size=(320, 240), prepare_clips=8, prepare_frames=48, prepare_workers=(1, 2),
             flow_methods=("dis", "farneback"), loading_batches=8, scales=(DEMO, REFERENCE), demo=DEMO,
             variants=VARIANTS, matmul_size=2048, cam_seconds=10.0, cam_fps=30, cam_size=(320, 240),
-            repeats=Repeats(warmup=1, repeats=3))
+            repeats=Repeats(warmup=1, repeats=3), cam_repeats=1)
 
 
 def pick_device(name: str) -> torch.device:
@@ -123,7 +124,7 @@ def _run(plan: Plan, dev: torch.device, quick: bool, progress: Callable[[str], N
             result["inference"] = {"matmul_gflops": matmul, "rows": rows}
         with section("cam"):
             result["cam"] = bench_cam(work / "cam", plan.scales[-1], plan.cam_seconds, plan.cam_fps, plan.cam_size,
-                                      plan.repeats)
+                                      plan.cam_repeats)
     result["machine"].update(load_average_end=load_average(), section_seconds=seconds,
                              seconds=sum(seconds.values()))
     return result

@@ -19,12 +19,14 @@ def tables(result: dict) -> list[Table]:
 
     p = result["prepare"]
     parts = list(p["rows"][0]["share"])
-    prep = Table("flow", "workers", "frames/s", *[f"{part} %" for part in parts], "load",
+    prep = Table("flow", "workers", "frames/s", "CPU ms/frame", "frames/s, cores free", *[f"{part} %" for part in parts],
+                 "load",
                  title=f"(a) prepare at {p['size']}: quality IoU {p['quality']['motion_map_iou']:.2f}, "
                        f"background residual {p['quality']['plain_residual']:.2f} -> "
                        f"{p['quality']['warp_residual']:.2f} px/frame")
     for r in p["rows"]:
-        prep.add_row(r["method"], str(r["workers"]), _f(r["frames_per_s"], 1),
+        prep.add_row(r["method"], str(r["workers"]), _f(r["frames_per_s"], 1), _f(r["cpu_ms_per_frame"], 1),
+                     _f(r["frames_per_s_if_cores_free"], 0),
                      *[_f(100 * r["share"][part], 0) for part in parts], _f(r["load_average"]))
     out.append(prep)
 
