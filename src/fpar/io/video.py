@@ -53,17 +53,11 @@ def decode(path: Path, size: Size | None, first: int = 0,
         raise DataError(f"{path}: cannot decode video: {exc.strerror or exc}") from exc
 
 
-# zlib level 1 with run-length matching: the same pixels as OpenCV's default (level 3) in about 55%
-# of the time for frames (files 7% larger) and 75% for flow images (files smaller); `fpar bench`.
-PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-
-
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write an RGB or grayscale uint8 image (format from the suffix; PNG with `PNG_OPTIONS`)."""
+    """Write an RGB or grayscale uint8 image (format from the suffix)."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    options = PNG_OPTIONS if Path(path).suffix.lower() == ".png" else []
-    if not cv2.imwrite(str(path), image, options):
+    if not cv2.imwrite(str(path), image):
         raise DataError(f"{path}: could not write image")
 
 
