@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,23 @@ def test_reference_style_baseline_computes_what_the_model_computes(name: str, mo
     torch.testing.assert_close(ours.feature_maps, theirs.feature_maps, rtol=1e-4, atol=1e-5)
     if ours.ms_logits is not None:
         torch.testing.assert_close(ours.ms_logits, theirs.ms_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_refuses_an_unknown_section_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "fpar.cli", "bench", "--only", "loading,nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "--only loading,nope: expected some of prepare,loading,training,inference,cam" in result.stdout
+
+
+@pytest.mark.slow
+def test_only_runs_the_asked_sections_and_checks_just_those(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "loading", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {key for key in SECTIONS if report.get(key)} == {"machine", "loading"}
+    assert problems(report) == []
+    report["sections"] = ["loading", "cam"]
+    assert problems(report) == ["section 'cam' is missing or empty"]

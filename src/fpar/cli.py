@@ -525,6 +525,8 @@ def bench_verb(
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the whole result here.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.", show_default="torch's; 1 with --quick")]
     = None,
+    only: Annotated[str, typer.Option(help="Comma-separated sections to run.")]
+    = "prepare,loading,training,inference,cam",
 ) -> None:
     """Measure fpar's speed in one run: prepare (per flow method and worker count, with the share of
     each part), data loading (vs a naive PIL loader), training steps (fp32, bf16, channels_last,
@@ -533,12 +535,16 @@ def bench_verb(
     Medians of repeats after warm-up; candidates are timed in turns; the load average is printed
     beside the figures. The full run takes about half an hour on 2 CPU cores.
 
-    Example: fpar bench --quick --json bench.json
+    Examples:
+
+      fpar bench --quick --json bench.json
+
+      fpar bench --only prepare,loading --json runs/bench_data.json
     """
     from fpar.bench.run import problems, run_bench, write_json
     from fpar.bench.table import tables
 
-    result = run_bench(device, quick, threads, progress=lambda section: console.print(f"bench: {section}...", highlight=False))
+    result = run_bench(device, quick, threads, tuple(parse_list(only)), progress=lambda section: console.print(f"bench: {section}...", highlight=False))
     for table in tables(result):
         console.print(table)
     if json_file is not None:

@@ -14,7 +14,6 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from fpar.bench.training import VARIANTS, Scale, bench_inference, bench_training
 from fpar.errors import ConfigError
 from fpar.io.atomic import write_atomic
 
-SECTIONS = ("machine", "prepare", "loading", "training", "feedback", "inference", "cam")
+PARTS = ("prepare", "loading", "training", "inference", "cam")  # what `--only` picks from
+SECTIONS = ("machine", "prepare", "loading", "training", "feedback", "inference", "cam")  # keys of the result
 # Keys whose values are labels or flags, not figures (every other number must be positive).
 NOT_FIGURES = {"batch", "workers", "frames", "clips", "frames_per_clip", "batches", "video_seconds", "fps",
                "equal_within_tolerance", "load_average", "load_average_start", "load_average_end", "cores",
@@ -77,57 +77,62 @@ def pick_device(name: str) -> torch.device:
 
 
 def run_bench(device: str = "cpu", quick: bool = False, threads: int | None = None,
-              progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Every section (module doc) with torch on `threads` threads (None: torch's default, or 1
-    for `quick`, whose toy steps only lose from threads on a busy machine); `progress` hears each
-    section's name as it starts."""
+              only: tuple[str, ...] = PARTS, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """The sections in `only` (module doc) with torch on `threads` threads (None: torch's default,
+    or 1 for `quick`, whose toy steps only lose from threads on a busy machine); `progress` hears
+    each section's name as it starts."""
     plan, dev = (QUICK if quick else FULL), pick_device(device)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: expected at least 1")
+    if not only or any(name not in PARTS for name in only):
+        raise ConfigError(f"--only {','.join(only)}: expected some of {','.join(PARTS)}")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or (1 if quick else previous))
     try:
-        return _run(plan, dev, quick, progress)
+        return _run(plan, dev, quick, only, progress)
     finally:
         torch.set_num_threads(previous)
 
 
-def _run(plan: Plan, dev: torch.device, quick: bool, progress: Callable[[str], None]) -> dict:
-    result: dict = {"quick": quick, "machine": machine(dev)}
+def _run(plan: Plan, dev: torch.device, quick: bool, only: tuple[str, ...], progress: Callable[[str], None]) -> dict:
+    result: dict = {"quick": quick, "sections": list(only), "machine": machine(dev)}
     seconds: dict[str, float] = {}
-
-    @contextmanager
-    def section(name: str) -> Iterator[None]:
-        progress(name)
-        start = time.perf_counter()
-        yield
-        seconds[name] = time.perf_counter() - start
-
     with tempfile.TemporaryDirectory(prefix="fpar-bench-") as folder:
         work = Path(folder)
-        with section("prepare"):
-            result["prepare"], root = bench_prepare(work / "prepare", plan.prepare_size, plan.prepare_clips,
-                                                    plan.prepare_frames, plan.flow_methods, plan.prepare_workers,
-                                                    plan.repeats)
-        with section("loading"):
-            result["loading"] = bench_loading(root, plan.demo.image_size, plan.demo.frames, plan.demo.batch,
-                                              plan.loading_batches, plan.repeats)
-            result["loading"]["loader_wait"] = loader_wait(root, plan.demo, dev, plan.loading_batches)
-        with section("training"):
-            result["training"] = [row for scale in plan.scales
-                                  for row in bench_training(scale, dev, plan.repeats, plan.variants)]
-            result["feedback"] = feedback_costs(result["training"])
-        with section("inference"):
-            matmul = {"fp32": matmul_gflops(dev, plan.matmul_size, plan.repeats),
-                      "bf16": matmul_gflops(dev, plan.matmul_size, plan.repeats, torch.bfloat16)}
-            rows = [row for scale in plan.scales for row in bench_inference(scale, dev, plan.repeats, matmul)]
-            result["inference"] = {"matmul_gflops": matmul, "rows": rows}
-        with section("cam"):
-            result["cam"] = bench_cam(work / "cam", plan.scales[-1], plan.cam_seconds, plan.cam_fps, plan.cam_size,
-                                      plan.cam_repeats)
+        root: Path | None = None
+        for name in PARTS:
+            if name not in only:
+                continue
+            progress(name)
+            start = time.perf_counter()
+            if name == "prepare":
+                result["prepare"], root = _prepare(plan, work, plan.repeats)
+            elif name == "loading":
+                root = root or _prepare(plan, work, Repeats(warmup=0, repeats=1))[1]  # a root to read
+                result["loading"] = bench_loading(root, plan.demo.image_size, plan.demo.frames, plan.demo.batch,
+                                                  plan.loading_batches, plan.repeats)
+                result["loading"]["loader_wait"] = loader_wait(root, plan.demo, dev, plan.loading_batches)
+            elif name == "training":
+                result["training"] = [row for scale in plan.scales
+                                      for row in bench_training(scale, dev, plan.repeats, plan.variants)]
+                result["feedback"] = feedback_costs(result["training"])
+            elif name == "inference":
+                matmul = {"fp32": matmul_gflops(dev, plan.matmul_size, plan.repeats),
+                          "bf16": matmul_gflops(dev, plan.matmul_size, plan.repeats, torch.bfloat16)}
+                rows = [row for scale in plan.scales for row in bench_inference(scale, dev, plan.repeats, matmul)]
+                result["inference"] = {"matmul_gflops": matmul, "rows": rows}
+            else:
+                result["cam"] = bench_cam(work / "cam", plan.scales[-1], plan.cam_seconds, plan.cam_fps,
+                                          plan.cam_size, plan.cam_repeats)
+            seconds[name] = time.perf_counter() - start
     result["machine"].update(load_average_end=load_average(), section_seconds=seconds,
                              seconds=sum(seconds.values()))
     return result
+
+
+def _prepare(plan: Plan, work: Path, repeats: Repeats) -> tuple[dict, Path]:
+    return bench_prepare(work / "prepare", plan.prepare_size, plan.prepare_clips, plan.prepare_frames,
+                         plan.flow_methods, plan.prepare_workers, repeats)
 
 
 def figures(value, path: str = "") -> Iterator[tuple[str, object]]:
@@ -144,9 +149,12 @@ def figures(value, path: str = "") -> Iterator[tuple[str, object]]:
 
 
 def problems(result: dict) -> list[str]:
-    """What makes `result` incomplete: a missing or empty section, a figure that is not a
-    positive finite number."""
-    found = [f"section {name!r} is missing or empty" for name in SECTIONS if not result.get(name)]
+    """What makes `result` incomplete: a missing or empty section (of those it was asked for), a
+    figure that is not a positive finite number."""
+    asked = {"machine", *result.get("sections", PARTS)}
+    if "training" in asked:
+        asked.add("feedback")
+    found = [f"section {name!r} is missing or empty" for name in SECTIONS if name in asked and not result.get(name)]
     found += [f"{path} = {value!r} is not a positive number" for path, value in figures(result)
               if not (math.isfinite(value) and value > 0)]
     return found
