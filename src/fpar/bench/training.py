@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fpar.bench.reference import ReferenceStyle
 from fpar.bench.timing import Repeats, device_sync, interleaved, load_average
 from fpar.config import ModelConfig, StageConfig
+from fpar.errors import one_line
 from fpar.models.registry import build_model
 from fpar.train.losses import compute_losses
 from fpar.train.stages import freeze_all_but, make_optimizer, select, set_modes
@@ -146,12 +147,25 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
             if "channels_last" in variant:
                 copy = copy.to(memory_format=torch.channels_last)
                 inputs = channels_last(batch)
-            forward = torch.compile(copy) if variant == "compile" else copy
+            if variant == "compile":
+                torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
+            forward = torch.compile(copy, dynamic=False) if variant == "compile" else copy
             candidates[variant] = step_function(forward, copy, trains, inputs, device, bf16="bf16" in variant)
-        seconds = interleaved(candidates, repeats, device_sync(device))
+        try:
+            seconds = interleaved(candidates, repeats, device_sync(device))
+        except Exception as exc:  # noqa: BLE001 - a compiler failure costs its variant, not the run
+            if "compile" not in candidates:
+                raise
+            failed = f"compile failed: {one_line(exc)[:300]}"
+            candidates.pop("compile")
+            seconds = interleaved(candidates, repeats, device_sync(device))
+        else:
+            failed = None
         row = {"model": name, "feedback_mode": mode if name == "rgb_ms_feedback" else None, "stage": stage,
                "scale": scale.name, "batch": scale.batch, "step_s": seconds,
                "clips_per_s": {k: scale.batch / v for k, v in seconds.items()}, "load_average": load_average()}
+        if failed:
+            row["failed"] = failed
         if rgb_only:
             row["speedup_vs_reference"] = {k: seconds["reference"] / v for k, v in seconds.items() if k != "reference"}
             row["max_relative_logit_difference"] = outputs_equal(model, batch)
