@@ -18,3 +18,35 @@ def synth_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth_raw")
     synthesize(out, SynthConfig.tiny(), progress=False, workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_root(synth_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`synth_raw` prepared at 64x48: 4 users x 4 classes (take_cup, put_cup, take_box, shake_box) x 2 clips,
+    frames, warp flow, motion maps; made once per session for every test folder that trains or evaluates."""
+    from fpar.prepare.pipeline import PrepareSettings, prepare
+
+    root = tmp_path_factory.mktemp("prepared")
+    report = prepare(synth_raw / "labels.csv", root, PrepareSettings(size=(64, 48)), workers=1, progress=False)
+    assert not report.failed
+    return root
+
+
+@pytest.fixture(scope="session")
+def video(synth_raw: Path) -> Path:
+    """A synthetic egocentric video: 16 frames of 128x96, H.264."""
+    from fpar.io.labels import read_labels
+
+    return next(iter(read_labels(synth_raw / "labels.csv"))).video
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op torch thread in every test: on a shared 2-core machine, two OpenMP threads that
+    wait for each other at every barrier ran ResNet-34 60x slower than one (measured in tests/models)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

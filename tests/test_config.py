@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from fpar.config import DataConfig, ModelConfig, Recipe, from_dict, load_recipe, to_dict
+from fpar.config import DataConfig, ModelConfig, Recipe, StageConfig, from_dict, load_recipe, to_dict
 from fpar.errors import ConfigError
 
 
@@ -105,3 +106,30 @@ def test_an_override_without_equals_is_named(item: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_recipe(overrides=["data.flow_stack=3", item])
     assert str(info.value) == f"override {item!r}: expected key=value"
+
+
+@pytest.mark.parametrize("text, fragment", [("::: [\n", "not a YAML recipe"),
+                                            ("- a\n- b\n", "a recipe is a YAML mapping")])
+def test_a_file_that_is_not_a_yaml_mapping_names_the_file(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{path}: {fragment}"):
+        load_recipe(path)
+
+
+def test_an_override_reaches_a_key_inside_a_stage(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("stages:\n  - name: s1\n    lr: 0.1\n  - name: s2\n")
+    recipe = load_recipe(path, ["stages.1.init_from=[runs/a:stage1]", "stages.0.lr=0.5"])
+    assert recipe.stages[1].init_from == ["runs/a:stage1"] and recipe.stages[0].lr == 0.5
+    assert recipe.stages[0].init_from == [] and recipe.stages[1].lr == StageConfig().lr
+
+
+@pytest.mark.parametrize("item, fragment", [("stages.2.lr=1", "the recipe has 2 stage"),
+                                            ("stages.0.nokey=1", "nokey"),
+                                            ("datax.frames=3", "unknown section 'datax'")])
+def test_a_bad_stage_override_names_the_override(tmp_path: Path, item: str, fragment: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("stages:\n  - name: s1\n  - name: s2\n")
+    with pytest.raises(ConfigError, match=rf"^override '{re.escape(item)}': .*{fragment}"):
+        load_recipe(path, [item])

@@ -66,20 +66,30 @@ def _root(
 @app.command("demo", rich_help_panel="Start here")
 def demo_verb(
     out: Annotated[Path, typer.Option(help="Folder the demo writes into.")] = Path("runs/demo"),
-    tiny: Annotated[bool, typer.Option("--tiny", help="Smallest sizes (seconds; what the tests run).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Smallest sizes, one epoch a stage (a minute or two; what "
+                                                      "the tests run). Its accuracies mean nothing.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of the (first) training run.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Train every model with this many training seeds (SEED, SEED+1, ...) "
+                                            "on the same data; the table shows mean ± std.")] = 1,
+    configs: Annotated[Optional[Path], typer.Option(help="Folder of the demo recipes (default: the repository's "
+                                                         "configs/demo).")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads; 0: all cores. 1 is far faster on a CPU shared with "
+                                              "other work (measured: 10x per training step at load 7).")] = 1,
 ) -> None:
-    """Run the main job on built-in synthetic data: synth -> prepare -> data check -> models.
+    """Run the report's whole story on built-in synthetic data, end to end.
 
-    Writes synthetic videos with ground truth, a contact sheet PNG, the prepared GTEA61-layout root
-    and its quality against the ground truth, validates the root, then runs each (untrained) model
-    on a batch of it to show the shapes. Re-running resumes.
+    synth -> prepare (+ quality vs ground truth) -> data check -> warm-up of the backbone on single
+    frames of the training users (the stand-in for ImageNet weights) -> train rgb, flow, rgb_ms,
+    rgb_ms_feedback, two_stream (configs/demo, stages shared as in the report) -> evaluation on the
+    held-out user, the comparison table and training curves -> a small alpha search -> class
+    activation maps (a CAM video, rgb_ms vs rgb_ms_feedback before/after). One line per step with its
+    time, then the table and where every file is. Re-running resumes.
 
-    Example: fpar demo --out runs/demo --tiny
+    Example: fpar demo --out runs/demo      (three training seeds: fpar demo --out runs/demo-seeds --seeds 3)
     """
-    from fpar.demo import run_demo
+    from fpar.demo import CONFIGS, run_demo
 
-    run_demo(out, tiny=tiny, seed=seed, console=console)
+    run_demo(out, tiny=tiny, seed=seed, seeds=seeds, configs=configs or CONFIGS, threads=threads, console=console)
 
 
 @app.command("synth", rich_help_panel="Data")
@@ -350,6 +360,37 @@ def train_verb(
     for run_dir in train(recipe, out, overrides, resume, console=console):
         console.print(f"run dir: {run_dir}", highlight=False, soft_wrap=True)
 
+
+@app.command("search-alpha", rich_help_panel="Train and evaluate")
+def search_alpha_verb(
+    recipe: Annotated[Path, typer.Argument(help="Recipe of a model with an MS head (rgb_ms, rgb_ms_feedback).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="section.key=value overrides, e.g. data.root=runs/prepared.", show_default=False)] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have.")] = 10,
+    out: Annotated[Path, typer.Option("--out", help="Folder for trials/<n>/ run dirs, best.json, "
+                                                    "best_recipe.yaml, trials.png, trials.csv.")] = Path("runs/search"),
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB URL shared by workers; "
+                                                   "default sqlite:///OUT/study.db.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name; default alpha-<recipe name>.")] = None,
+    tune_lr: Annotated[bool, typer.Option("--tune-lr", help="Also search one factor on every stage's LR.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the TPE sampler (give each "
+                                                "worker its own).")] = None,
+) -> None:
+    """Find alpha (the weight of L_ms; log-uniform on 0.01..10) with Optuna: TPE sampling, median
+    pruning on each epoch's validation accuracy. Trials are scored on the validation part, never
+    the test user. Rerunning continues the study; workers on several machines share it through
+    the same --storage URL and --study name.
+
+    Examples:
+
+      fpar search-alpha configs/demo/rgb_ms.yaml --trials 8 --out runs/demo/search data.root=runs/demo/prepared
+
+      fpar search-alpha configs/gtea61/rgb_ms.yaml --trials 30 --tune-lr --storage sqlite:///shared/study.db
+    """
+    from fpar.train.search import search_alpha
+
+    search_alpha(recipe, out, trials, overrides or [], storage, study, tune_lr, console=console, seed=seed)
+
 # ---- evaluation and report (fpar.evaluate) ---------------------------------------------------
 
 _EVAL_DEVICE = typer.Option(help="Where the model runs: auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
@@ -376,7 +417,7 @@ def eval_verb(
     fusion; motion-map accuracy and IoU for MS models; order-only / object-only pair accuracy on
     `fpar synth` data.
 
-    Writes RUN/eval/<checkpoint>-<split>/ (metrics.json, per_class.csv, confusion.json/.csv/.png,
+    Writes `RUN/eval/<checkpoint>-<split>/` (metrics.json, per_class.csv, confusion.json/.csv/.png,
     scores.csv, motion.png); deterministic.
 
     Examples:
@@ -400,17 +441,10 @@ def eval_verb(
         from fpar.evaluate.evaluation import evaluate_path
 
         results = [result for run in runs for result in evaluate_path(run, checkpoint, split, **options)]
+    from fpar.evaluate.outputs import summary_line
+
     for result in results:
-        m = result.metrics
-        line = (f"{result.folder}: {m['model']}, {m['samples']} samples, accuracy {100 * m['accuracy']:.2f}%, "
-                f"verb {100 * m['verb_accuracy']:.2f}%, noun {100 * m['noun_accuracy']:.2f}%")
-        for kind, found in (m.get("pairs") or {}).items():
-            if found["accuracy"] is not None:
-                line += f", {kind.replace('_', '-')} pairs {100 * found['accuracy']:.2f}%"
-        if m.get("motion") and m["motion"]["iou_moving"] is not None:
-            line += (f", motion maps: pixel accuracy {100 * m['motion']['pixel_accuracy']:.1f}%, "
-                     f"IoU {100 * m['motion']['iou_moving']:.1f}%")
-        console.print(line + f" (protocol: {m['protocol']})", highlight=False, soft_wrap=True)
+        console.print(summary_line(result.folder, result.metrics), highlight=False, soft_wrap=True)
 
 
 @app.command("report", rich_help_panel="Train and evaluate")
@@ -464,9 +498,10 @@ def cam_verb(
 
     Examples:
 
-      fpar cam runs/demo/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
+      fpar cam runs/demo/train/rgb_ms/best.pt clip.mp4 --out cam.mp4 --method gradcam
 
-      fpar cam --compare runs/demo/rgb_ms/best.pt runs/demo/rgb_ms_feedback/best.pt clip.mp4 --out compare.mp4
+      fpar cam --compare runs/demo/train/rgb_ms/best.pt runs/demo/train/rgb_ms_feedback/best.pt clip.mp4
+      --out compare.mp4
     """
     from tqdm import tqdm
 
@@ -477,14 +512,16 @@ def cam_verb(
     if not (2 <= count <= 4 if compare else count == 1):
         wanted = "two to four checkpoints and an input" if compare else "one checkpoint and an input (or --compare)"
         raise FparError(f"fpar cam: got {len(paths)} paths; expected {wanted}")
-    with tqdm(unit="frame", leave=False) as bar:
+    flow_frame_size = parse_size(flow_size, allow_native=True)
+    # delay: no bar is drawn for work that fails or ends at once, so an error stays one line
+    with tqdm(unit="frame", leave=False, delay=0.5) as bar:
         def progress(what: str, done: int, total: int) -> None:
             bar.set_description(what)
             bar.total, bar.n = total, done
             bar.refresh()
 
         results, written = run_cam(paths[:-1], paths[-1], out, method, alpha, Limits(max_frames=max_frames),
-                                   parse_size(flow_size, allow_native=True), progress)
+                                   flow_frame_size, progress)
     for result in results:
         top = ", ".join(f"{name} {p:.1%}" for name, p in result.top(5))
         console.print(f"{result.label}: {result.predicted} (top-5: {top})", highlight=False, soft_wrap=True)

@@ -7,11 +7,13 @@ YAML file with the sections `data`, `model`, `train` and `stages`; nothing inher
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fpar.errors import ConfigError, one_line
@@ -132,28 +134,25 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     A recipe (file or override) that sets one in `model` to a different value than `data`'s is a
     ConfigError naming both keys; setting it to the same value is allowed but redundant.
 
-    Raises ConfigError naming the file or the override when a key is unknown or a type is wrong,
-    or when an override has no `=`.
+    Overrides apply one at a time, so a key inside a list works too: `stages.0.init_from=[RUN:stage1]`.
+
+    Raises ConfigError naming the file or the override when the file is not a YAML mapping, a key is
+    unknown, a type is wrong, a stage index does not exist, or an override has no `=`.
     """
     for item in overrides or ():
         if "=" not in str(item):
             raise ConfigError(f"override {item!r}: expected key=value")
-    schema = OmegaConf.structured(Recipe)
     given: list[Any] = []  # what the user wrote, to tell a model key set from a default
-    try:
-        merged = schema
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"{path}: recipe file not found")
-            given.append(OmegaConf.load(path))
+    merged = OmegaConf.structured(Recipe)
+    if path is not None:
+        path = Path(path)
+        given.append(_read_yaml(path))
+        try:
             merged = OmegaConf.merge(merged, given[-1])
-        if overrides:
-            given.append(OmegaConf.from_dotlist(list(overrides)))
-            merged = OmegaConf.merge(merged, given[-1])
-    except OmegaConfBaseException as exc:
-        where = f"{path}" if path is not None else "overrides"
-        raise ConfigError(f"{where}: {_one_line(exc)}") from exc
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{path}: {_one_line(exc)}") from exc
+    for item in overrides or ():
+        given.append(_apply_override(merged, str(item)))
     recipe = OmegaConf.to_object(merged)
     assert isinstance(recipe, Recipe)
     for key in SHARED_KEYS:
@@ -167,6 +166,38 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
             )
         setattr(recipe.model, key, data_value)
     return recipe
+
+
+def _read_yaml(path: Path) -> Any:
+    """A recipe file's YAML mapping; ConfigError naming the file when it is missing or is not one."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        loaded = OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: not a YAML recipe ({one_line(str(exc))})") from exc
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: a recipe is a YAML mapping with data, model, train and stages sections")
+    return loaded
+
+
+def _apply_override(merged: Any, item: str) -> Any:
+    """Apply one `key=value` to `merged` in place; returns it parsed (a tree with just that key)."""
+    key = item.split("=", 1)[0].strip()
+    try:
+        single = OmegaConf.from_dotlist([item])
+        value = OmegaConf.select(single, key)
+        parent, _, _ = key.rpartition(".")
+        stages = re.match(r"stages\.(\d+)(\.|$)", key)
+        if stages and int(stages.group(1)) >= len(merged.stages):
+            raise ConfigError(f"override {item!r}: the recipe has {len(merged.stages)} stage(s), numbered from 0")
+        if parent and OmegaConf.select(merged, parent, default=None) is None:
+            raise ConfigError(f"override {item!r}: unknown section {parent!r}")
+        OmegaConf.update(merged, key, value, merge=False)
+    except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as exc:
+        message = _one_line(exc) if isinstance(exc, OmegaConfBaseException) else one_line(str(exc))
+        raise ConfigError(f"override {item!r}: {message}") from exc
+    return single
 
 
 def to_dict(config: Any) -> dict[str, Any]:

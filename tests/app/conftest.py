@@ -1,4 +1,5 @@
-"""Fixtures of the app tests: a runs folder with two tiny random-weight checkpoints, and a video."""
+"""Fixtures of the app tests: a runs folder with two tiny random-weight checkpoints (the `video` comes from
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from fpar.config import ModelConfig
 from fpar.data.transforms import NORMALIZATION
-from fpar.io.labels import read_labels
+from fpar.evaluate.outputs import METRICS_JSON
 from fpar.models import CheckpointMeta, build_model, save_checkpoint
 from fpar.train.rundir import RunDir
 
@@ -26,22 +27,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cfg = ModelConfig(name=name, num_classes=3, frames=3, flow_stack=2, image_size=64, mem_size=16)
         save_checkpoint(RunDir(root / name).checkpoint("best"), build_model(cfg),
                         CheckpointMeta(cfg, ["take_cup", "put_cup", "shake_box"], NORMALIZATION))
-    metrics = RunDir(root / "rgb").eval_dir("best", "test") / "metrics.json"
+    metrics = RunDir(root / "rgb").eval_dir("best", "test") / METRICS_JSON
     metrics.parent.mkdir(parents=True)
     metrics.write_text(json.dumps({"accuracy": 0.565}))
     return root
-
-
-@pytest.fixture(scope="session")
-def video(synth_raw: Path) -> Path:
-    """A synthetic egocentric video: 16 frames of 128x96, H.264."""
-    return next(iter(read_labels(synth_raw / "labels.csv"))).video
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread (the convention of tests/models: 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -46,6 +46,8 @@ def test_without_checkpoints_the_app_says_how_to_get_one(tmp_path: Path, monkeyp
     assert not app.exception
     message = app.info[0].value
     assert "No checkpoint found" in message and "make demo" in message and "fpar import-egornn" in message
+    # `make demo` trains no model yet: the page also names the command that does
+    assert f"fpar train configs/demo/rgb.yaml --out {tmp_path / 'empty'}/train/rgb" in message
 
 
 def test_checkpoints_are_listed_with_model_and_test_accuracy(runs: Path) -> None:

@@ -55,3 +55,10 @@ def test_eval_of_a_folder_without_a_run_is_one_line(tmp_path, monkeypatch, capsy
     assert "Traceback" not in out
     lines = [line for line in out.splitlines() if line.strip()]
     assert len(lines) == 1 and str(empty / "recipe.yaml") in out.replace("\n", "")
+
+
+def test_eval_help_names_the_folder_it_writes() -> None:
+    """Typer's Markdown help drops bare `<...>` as HTML: the folder pattern must survive."""
+    result = runner.invoke(app, ["eval", "--help"], terminal_width=300)
+    assert result.exit_code == 0
+    assert "RUN/eval/<checkpoint>-<split>/" in result.output

@@ -112,3 +112,19 @@ def test_curves_skip_a_run_without_metrics_rows(tmp_path, prepared_root) -> None
     assert report.figures == [] and "| rgb |" in report.table_md.read_text()
     write_metrics_csv(run, default_metrics_rows())
     assert len(build_report([run.root], tmp_path / "report2", progress=False).figures) == 2
+
+
+def test_wrong_weight_count_is_refused_before_any_run_is_evaluated(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    with pytest.raises(FparError, match="3 weights for 2 runs"):
+        fuse_runs([rgb.root, flow.root], tmp_path / "fused", [1.0, 1.0, 1.0], progress=False)
+    assert not rgb.eval_dir().exists() and not flow.eval_dir().exists()
+
+
+def test_report_with_a_bad_argument_writes_nothing(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    (tmp_path / "not_a_run").mkdir()
+    with pytest.raises(DataError, match=r"not_a_run/recipe\.yaml: not found"):
+        build_report([rgb.root, tmp_path / "not_a_run"], tmp_path / "report", progress=False)
+    assert not (tmp_path / "report").exists()  # no curves of the good run left behind

@@ -134,3 +134,19 @@ def test_fusion_refuses_different_samples_naming_the_file(tmp_path) -> None:
         fuse_scores([(tmp_path / "a", a), (tmp_path / "c", relabelled)], [1, 1])
     with pytest.raises(FparError, match="one weight per run"):
         fuse_scores([(tmp_path / "a", a), (tmp_path / "a2", a)], [1])
+
+
+def test_summary_line_shows_motion_maps_even_when_nothing_moves() -> None:
+    from pathlib import Path
+
+    from fpar.evaluate.outputs import summary_line
+
+    metrics = {"model": "rgb_ms", "samples": 8, "accuracy": 0.25, "verb_accuracy": 0.5, "noun_accuracy": 0.75,
+               "pairs": {"order_only": {"accuracy": 0.5}, "object_only": {"accuracy": None}}, "protocol": "val",
+               "motion": {"pixel_accuracy": 1.0, "iou_moving": None}}
+    line = summary_line(Path("run/eval/best-test"), metrics)
+    assert line == ("run/eval/best-test: rgb_ms, 8 samples, accuracy 25.00%, verb 50.00%, noun 75.00%, "
+                    "order-only pairs 50.00%, motion maps: pixel accuracy 100.0%, IoU n/a (nothing moving) "
+                    "(protocol: val)")
+    metrics["motion"]["iou_moving"] = 0.5
+    assert "motion maps: pixel accuracy 100.0%, IoU 50.0% (protocol: val)" in summary_line(Path("r"), metrics)

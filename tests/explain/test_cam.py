@@ -150,3 +150,24 @@ def test_flow_windows_tile_the_video_and_give_their_maps_to_the_frames_they_cove
 def test_unread_frames_take_the_nearest_read_frame() -> None:
     assert nearest_read(9, [1, 4, 7]).tolist() == [1, 1, 1, 4, 4, 4, 7, 7, 7]
     assert nearest_read(3, [1, 1, 1]).tolist() == [1, 1, 1]
+
+
+def test_flow_is_the_flow_fpar_prepare_writes(video: Path, tmp_path: Path) -> None:
+    """Flow models read flow made exactly as `fpar prepare` makes it (same decode size, warp flow,
+    quantisation): the CAM's flow images equal the prepared root's files, resized to the model."""
+    from fpar.data.images import read_image
+    from fpar.data.layout import discover
+    from fpar.explain.cam import flow_images
+    from fpar.io.video import resize
+    from fpar.prepare.pipeline import PrepareSettings, prepare
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"video,user,label\n{video},S1,take_cup\n")
+    prepare(labels, tmp_path / "root", PrepareSettings(size=(64, 48)), workers=1, progress=False)
+    sample = discover(tmp_path / "root").samples[0]
+    _, meta = tiny("flow", image_size=32)
+    made = flow_images(read_media(video), meta, frame_size=(64, 48))
+    assert made.shape == (sample.n_flows, 2, 32, 32) == (15, 2, 32, 32)
+    for position, pair in enumerate(made):
+        for axis, image in zip("xy", pair):
+            np.testing.assert_array_equal(image, resize(read_image(sample.flow(axis, position), gray=True), (32, 32)))

@@ -60,22 +60,3 @@ def files_of(root: Path) -> dict[str, str]:
 
     return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001 (pytest's CaptureFixture)
-    """Run `fpar ARGS` through the real entry point (`fpar.cli.main`) in this process: (exit code, output)."""
-    import sys
-
-    from fpar.cli import main
-
-    capsys.readouterr()
-    argv, sys.argv = sys.argv, ["fpar", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err

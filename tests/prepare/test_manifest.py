@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prepare_helpers import run_cli
+from cli_kit import run_cli
 from fpar.data.layout import MANIFEST_COLUMNS, MANIFEST_JOURNAL_NAME, MANIFEST_LOCK_NAME, MANIFEST_NAME, read_manifest
 from fpar.prepare.manifest import ManifestStore
 

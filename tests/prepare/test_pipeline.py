@@ -219,7 +219,7 @@ def test_summary_counts_in_words_and_a_finished_root_shows_no_progress_bar(raw: 
 
 def test_a_deleted_labels_row_leaves_no_stale_sample_and_data_check_flags_unvouched_ones(
         raw: Path, clean: Path, tmp_path: Path, capsys) -> None:
-    from prepare_helpers import run_cli
+    from cli_kit import run_cli
 
     labels = tmp_path / "labels.csv"
     rows = (raw / "labels.csv").read_text().splitlines()
@@ -312,7 +312,7 @@ def test_a_sample_whose_folders_cannot_be_made_fails_alone(raw: Path, tmp_path: 
 
 
 def test_a_label_too_long_for_a_folder_name_is_one_line_from_the_cli(raw: Path, tmp_path: Path, capsys) -> None:
-    from prepare_helpers import run_cli
+    from cli_kit import run_cli
 
     (tmp_path / "labels.csv").write_text(f"video,user,label\n{raw / 'videos' / 'a.mp4'},S1,{'x' * 300}\n")
     code, output = run_cli(["prepare", "--videos", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "root")],
@@ -327,7 +327,7 @@ def test_warp_flow_images_give_the_flow_prepare_wrote(raw: Path, clean: Path) ->
     from fpar.prepare.flow import warp_flow_images
 
     frames = [rgb for _, rgb in decode(raw / "videos" / "long.mp4", SETTINGS.size, 7, 13)]  # S2/put_cup/2
-    images = warp_flow_images(frames, SETTINGS.flow, SETTINGS.warp, SETTINGS.bound)
+    images = list(warp_flow_images(frames, SETTINGS.flow, SETTINGS.warp, SETTINGS.bound))
     sample = next(s for s in discover(clean).samples if s.id == "S2/put_cup/2")
     assert len(images) == sample.n_flows == 6
     for position, (x, y) in enumerate(images):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY, stage_yaml, write_recipe
 from fpar.config import ModelConfig
-from fpar.errors import CheckpointError, DataError
+from fpar.errors import CheckpointError, ConfigError, DataError
 from fpar.models import CheckpointMeta, build_model, save_checkpoint
 from fpar.train.rundir import RunDir
 from fpar.train.run import train
@@ -74,3 +74,30 @@ def test_cli_prints_one_line_and_exits_1(prepared_root: Path, tmp_path: Path) ->
     assert done.stdout.strip().startswith("error:") and len(done.stdout.strip().splitlines()) == 1
     assert "busy: not empty and not an fpar run dir" in done.stdout
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+
+
+def test_out_that_is_a_file_is_refused(prepared_root: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match=rf"--out {tmp_path / 'notes.txt'}: a file, not a run dir"):
+        train(recipe, tmp_path / "notes.txt", [*TINY, f"data.root={prepared_root}"])
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_an_unknown_test_user_names_the_root(prepared_root: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    with pytest.raises(DataError, match=rf"^{prepared_root}: test user 'S9' not found; users are S1, S2, S3, S4"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", "data.test_user=S9"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_run_not_trained_yet_says_so(prepared_root: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "rgb", [stage_yaml("s1", ["classifier"], 1, "    init_from: ['nowhere/rgb:stage1']\n")])
+    with pytest.raises(CheckpointError, match=r"init_from '\S*nowhere/rgb:stage1': \S*nowhere/rgb not found .*"
+                                              r"stages.0.init_from=\[RUN_DIR:stage1\]"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}"])
+    # the override the message suggests works
+    first = tmp_path / "first"
+    train(write_recipe(tmp_path, "rgb", ONE_STAGE, "first.yaml"), first, [*TINY, f"data.root={prepared_root}"])
+    train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", f"stages.0.init_from=[{first}:s1]"])
+    assert RunDir(tmp_path / "run").checkpoint("best").is_file()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpar.errors import FparError, one_line
+from fpar.evaluate.outputs import METRICS_JSON
 from fpar.models.checkpoints import read_checkpoint
 from fpar.train.rundir import STAGES_DIR, STATE_NAME, RunDir
 
@@ -39,7 +40,7 @@ def candidate_files(runs: Path) -> list[Path]:
 
 def test_accuracy(checkpoint: Path) -> float | None:
     """`accuracy` from `eval/<stem>-test/metrics.json` beside the checkpoint, or None."""
-    metrics = RunDir(checkpoint.parent).eval_dir(checkpoint.stem, "test") / "metrics.json"
+    metrics = RunDir(checkpoint.parent).eval_dir(checkpoint.stem, "test") / METRICS_JSON
     try:
         value = json.loads(metrics.read_text()).get("accuracy")
     except (OSError, ValueError, AttributeError):

@@ -30,8 +30,9 @@ from fpar.models.checkpoints import load_model
 
 MAX_MODELS = 4
 MAX_RESULTS = 32
-NO_CHECKPOINT = ("No checkpoint found under `{runs}`. Train the demo's models with `make demo` "
-                 "(or `fpar demo --out runs/demo`), or convert Ego-RNN's published weights with "
+NO_CHECKPOINT = ("No checkpoint found under `{runs}`. Train one on the demo's data (`make demo` prepares it), "
+                 "e.g. `fpar train configs/demo/rgb.yaml --out {runs}/train/rgb`, or convert Ego-RNN's published "
+                 "weights with "
                  "`fpar import-egornn WEIGHTS --model rgb --out {runs}/egornn_rgb.pt`, then reload this page.")
 
 

@@ -24,15 +24,20 @@ from fpar.evaluate.runs import require_run
 FUSION_RULE = "weighted mean of per-run softmax probabilities (weights normalised to sum 1)"
 
 
+def check_weights(weights: Sequence[float], runs: int) -> None:
+    """FparError unless there is one non-negative weight per run and their sum is positive."""
+    if len(weights) != runs:
+        raise FparError(f"{len(weights)} weights for {runs} runs: give one weight per run")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise FparError(f"weights {list(weights)}: need non-negative weights with a positive sum")
+
+
 def fuse_scores(named: Sequence[tuple[Path, Scores]], weights: Sequence[float]) -> Scores:
     """Fuse scores read from the files named; samples are matched by id (the first file's order).
 
     A FparError names the file when its classes, sample ids or labels differ from the first's.
     """
-    if len(weights) != len(named):
-        raise FparError(f"{len(weights)} weights for {len(named)} runs: give one weight per run")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise FparError(f"weights {list(weights)}: need non-negative weights with a positive sum")
+    check_weights(weights, len(named))
     (first_path, first), *others = named
     fused = np.zeros_like(first.logits)
     for (path, scores), weight in zip(named, weights):
@@ -58,6 +63,7 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
     if len(runs) < 2:
         raise FparError(f"--fuse needs at least two runs, got {len(runs)}")
     weights = list(weights) if weights else [1.0] * len(runs)
+    check_weights(weights, len(runs))  # before any run is evaluated: a typo costs no evaluation
     named, sources = [], []
     for path in runs:
         run = require_run(path, checkpoint)

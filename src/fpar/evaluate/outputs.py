@@ -71,6 +71,20 @@ def read_metrics(folder: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+def summary_line(folder: Path, m: dict[str, Any]) -> str:
+    """The one line `fpar eval` prints for an evaluation: accuracies, pairs, motion maps, protocol."""
+    line = (f"{folder}: {m['model']}, {m['samples']} samples, accuracy {100 * m['accuracy']:.2f}%, "
+            f"verb {100 * m['verb_accuracy']:.2f}%, noun {100 * m['noun_accuracy']:.2f}%")
+    for kind, found in (m.get("pairs") or {}).items():
+        if found["accuracy"] is not None:
+            line += f", {kind.replace('_', '-')} pairs {100 * found['accuracy']:.2f}%"
+    if m.get("motion"):  # the moving class's IoU is null when no map, given or predicted, moves
+        iou = m["motion"]["iou_moving"]
+        line += (f", motion maps: pixel accuracy {100 * m['motion']['pixel_accuracy']:.1f}%, "
+                 f"IoU {'n/a (nothing moving)' if iou is None else f'{100 * iou:.1f}%'}")
+    return line + f" (protocol: {m['protocol']})"
+
+
 def write_tables(folder: Path, scores: Scores, metrics: dict[str, Any], matrix: np.ndarray, name: str) -> None:
     """per_class.csv, confusion.json/.csv/.png and scores.csv; `name` (the run's) titles the picture."""
     from fpar.evaluate.figures import confusion_figure

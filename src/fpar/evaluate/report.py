@@ -134,13 +134,13 @@ def build_report(paths: Sequence[Path], out: Path, checkpoint: str = "best", spl
     if not paths:
         raise FparError("fpar report: name at least one run dir")
     out = Path(out)
-    rows, curves, figures = [], [], []
-    for path in paths:
-        row, runs = collect_row(path, checkpoint, split, eval_options)
-        rows.append(row)
+    collected = [(Path(path), *collect_row(path, checkpoint, split, eval_options)) for path in paths]
+    rows = [row for _, row, _ in collected]  # every argument read before anything is written into `out`
+    curves, figures = [], []
+    for path, row, runs in collected:
         for run in runs:
             metrics_rows = read_metrics_csv(RunDir(run))
-            label = f"{row.name}/{run.name}" if run != Path(path) else row.name
+            label = f"{row.name}/{run.name}" if run != path else row.name
             if metrics_rows:
                 curves.append((label, metrics_rows))
                 figures.append(run_curves_figure(metrics_rows, out / CURVES_DIR / f"{label.replace('/', '-')}.png",

@@ -42,8 +42,8 @@ from fpar.errors import ConfigError, DataError, FparError
 from fpar.explain.media import Media
 from fpar.io.video import decode, resize
 from fpar.models.checkpoints import CheckpointMeta
-from fpar.options import DEFAULT_BOUND, DEFAULT_FLOW, DEFAULT_FRAME_SIZE, Size
-from fpar.prepare.flow import FlowComputer, quantise, to_gray
+from fpar.options import DEFAULT_FRAME_SIZE, Size
+from fpar.prepare.flow import warp_flow_images
 
 METHODS = ("attention", "gradcam", "gradcam++")
 CHUNK = 16  # frames or flow windows per forward pass when mapping every frame
@@ -200,16 +200,13 @@ def flow_images(media: Media, meta: CheckpointMeta, frame_size: Size | None = DE
         what = "an image" if not media.is_video else f"a video of {n} frames"
         raise DataError(f"{media.path}: model {meta.model_name!r} reads a stack of {meta.flow_stack} flows, "
                         f"so it needs a video of at least {meta.flow_stack + 1} frames, not {what}")
-    computer, side = FlowComputer(DEFAULT_FLOW, warp=True), (meta.image_size, meta.image_size)
-    images, previous = [], None
-    for index, rgb in decode(media.path, frame_size, last=n - 1):
-        gray = to_gray(rgb)
-        if previous is not None:
-            q = quantise(computer(previous, gray), DEFAULT_BOUND)
-            images.append(np.stack([resize(q[..., 0], side), resize(q[..., 1], side)]))
-            if progress:
-                progress("optical flow", index, n - 1)
-        previous = gray
+    side = (meta.image_size, meta.image_size)
+    frames = (rgb for _, rgb in decode(media.path, frame_size, last=n - 1))
+    images = []
+    for index, (x, y) in enumerate(warp_flow_images(frames), 1):
+        images.append(np.stack([resize(x, side), resize(y, side)]))
+        if progress:
+            progress("optical flow", index, n - 1)
     return np.stack(images)
 
 

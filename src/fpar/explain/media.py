@@ -54,6 +54,8 @@ def media_kind(path: Path) -> str:
 def read_media(path: str | Path, limits: Limits = Limits()) -> Media:
     """Read an image or a video within `limits`; any bad input is a DataError naming `path`."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an image or a video")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     megabytes = path.stat().st_size / 1e6

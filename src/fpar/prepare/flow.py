@@ -13,7 +13,7 @@ Flow images are quantised as denseflow does: clip to [-bound, bound], map linear
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Callable
 
 import cv2
@@ -134,14 +134,18 @@ def flow_images(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndar
     return q[..., 0], q[..., 1]
 
 
-def warp_flow_images(frames_rgb: Sequence[np.ndarray], method: str = DEFAULT_FLOW, warp: bool = True,
+def warp_flow_images(frames_rgb: Iterable[np.ndarray], method: str = DEFAULT_FLOW, warp: bool = True,
                      bound: float = DEFAULT_BOUND,
-                     exclude: Sequence[np.ndarray | None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (x, y) uint8 flow images `fpar prepare` writes for these consecutive RGB frames: pair k
+                     exclude: Sequence[np.ndarray | None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (x, y) uint8 flow images `fpar prepare` writes for these consecutive RGB frames, one
+    pair at a time (frames are read as they come, so a long video need not fit in memory): pair k
     goes from frame k to k+1. Pass frames at the prepared size (`fpar.io.video.decode(path, size)`)
     and the root's settings (`PrepareSettings.flow/warp/bound`) to get its flow files' pixels;
-    `exclude[k]` is frame k's hand mask (bool), if any."""
+    `exclude[k]` is frame k's hand mask (bool), if any. `fpar cam` makes its flow here."""
     computer = FlowComputer(method, warp)
-    grays = [to_gray(frame) for frame in frames_rgb]
-    masks = exclude if exclude is not None else [None] * len(grays)
-    return [flow_images(computer(a, b, mask), bound) for a, b, mask in zip(grays, grays[1:], masks)]
+    previous: np.ndarray | None = None
+    for k, frame in enumerate(frames_rgb):
+        gray = to_gray(frame)
+        if previous is not None:
+            yield flow_images(computer(previous, gray, None if exclude is None else exclude[k - 1]), bound)
+        previous = gray

@@ -69,6 +69,11 @@ def read_source(text: str, model: nn.Module, class_names: list[str]) -> Source:
     """Read `text`'s checkpoint and check it is related to `model` (see the module docstring)."""
     path = source_path(text)
     if not path.is_file():
+        run = text.rpartition(":")[0] if ":" in text and not Path(text).exists() else text
+        if not Path(run).exists():
+            raise CheckpointError(f"init_from {text!r}: {Path(run).resolve()} not found (relative paths are from the "
+                                  f"current folder); train that run first, or override the stage's init_from, e.g. "
+                                  f"stages.0.init_from=[RUN_DIR:stage1]")
         raise CheckpointError(f"{path}: init_from {text!r}: checkpoint not found")
     checkpoint = read_checkpoint(path)
     state = checkpoint.state_dict

@@ -17,8 +17,11 @@ rgb stage 1 no backward runs through the backbone. Its features are still recomp
 on purpose: each epoch draws new crops and flips, so the features change; caching them would
 train on one fixed augmentation.
 
-Scale-out: `distributed.Processes` picks this rank's samples, sums the metrics, and lets rank 0
-alone write; wrapping `self.model` for DDP is the one change left.
+Scale-out (`fpar.train.distributed`): `Processes` picks this rank's samples and its share of the
+global batch, sums the metrics, lets rank 0 alone write, and wraps the model for DDP at each
+stage's start (after freezing). `self.model` stays the plain module: checkpoints and validation use
+it. Each rank's RNG is seeded with the epoch's seed plus its rank (its augmentation and dropout
+draws differ); the data order comes from the epoch's seed alone, the same on every rank.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -57,6 +60,10 @@ if TYPE_CHECKING:
     from fpar.train.run import Plan
 
 AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Called after each epoch is committed: (epoch number over the whole run, from 0; its metrics row).
+# The alpha search reports validation accuracy through it; raising stops the run at an epoch boundary.
+EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -93,15 +100,18 @@ def publish(source: Path, target: Path) -> None:
 class Trainer:
     """Runs a checked `Plan` into a run dir; `run()` starts or continues where state.pt says."""
 
-    def __init__(self, plan: Plan, run: RunDir, console: Console, processes: Processes = Processes()) -> None:
+    def __init__(self, plan: Plan, run: RunDir, console: Console, processes: Processes = Processes(),
+                 on_epoch: EpochHook | None = None) -> None:
         self.plan, self.run_dir, self.console, self.processes = plan, run, console, processes
+        self.on_epoch = on_epoch
         recipe = plan.recipe
         self.cfg, self.stages = recipe.train, recipe.stages
-        self.device = pick_device(self.cfg)
+        self.device = processes.device(pick_device(self.cfg))
         self.model = plan.model.to(self.device)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # validation's
+        self.train_forward = self.forward  # training's: inside DDP under several processes (`_begin_stage`)
         needs = self.model.input_keys
         self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
         self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
@@ -127,13 +137,17 @@ class Trainer:
             if self.processes.is_main else None
         if self.writer and not self.rows:
             self.writer.add_text("protocol", protocol)
-        for index in range(first, len(self.stages)):
-            resumed = state if state and index == first else None
-            self._begin_stage(index, resumed)
-            for epoch in range(resumed["epoch"] if resumed else 0, self.stages[index].epochs):
-                self._epoch(index, epoch)
-        if self.writer:
-            self.writer.close()
+        try:
+            for index in range(first, len(self.stages)):
+                resumed = state if state and index == first else None
+                self._begin_stage(index, resumed)
+                for epoch in range(resumed["epoch"] if resumed else 0, self.stages[index].epochs):
+                    row = self._epoch(index, epoch)
+                    if self.on_epoch:
+                        self.on_epoch(sum(s.epochs for s in self.stages[:index]) + epoch, row)
+        finally:
+            if self.writer:
+                self.writer.close()
         self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
                            f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
 
@@ -163,6 +177,9 @@ class Trainer:
         lrs = trained_lrs(self.model, stage)
         self.trained = set(lrs)
         freeze_all_but(self.model, self.trained)
+        wrapped = self.processes.wrap(self.model, self.device)
+        if wrapped is not self.model:
+            self.train_forward = torch.compile(wrapped) if self.cfg.compile else wrapped
         self.optimizer = make_optimizer(self.model, stage, lrs)
         self.scheduler = make_scheduler(self.optimizer, stage)
         if state:
@@ -173,10 +190,10 @@ class Trainer:
         self.console.print(f"stage {stage.name}: {stage.epochs} epoch(s), {stage.optimizer} lr {stage.lr:g}, "
                            f"trains {len(self.trained)} tensors ({count:,} parameters), BN {stage.bn}", highlight=False)
 
-    def _epoch(self, index: int, epoch: int) -> None:
+    def _epoch(self, index: int, epoch: int) -> dict[str, Any]:
         stage = self.stages[index]
         seed = epoch_seed(self.cfg.seed, index, epoch)
-        seed_everything(seed)
+        seed_everything(seed + self.processes.rank)
         start = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0] * stage.lr  # the `trains` LR now
         set_modes(self.model, self.trained, stage.bn)
@@ -189,15 +206,19 @@ class Trainer:
                "val_acc": val["acc"], "lr": lr, "seconds": round(time.perf_counter() - start, 3)}
         if self.processes.is_main:
             self._save(index, row)
+        self.processes.barrier()  # the next stage's ranks read this epoch's checkpoints
         self.console.print(f"{stage.name} {epoch + 1}/{stage.epochs}: train loss {train['loss']:.4f} acc "
                            f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
+        return row
 
     def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
         """One pass over `dataset`: mean losses and accuracy (summed over processes)."""
         sampler = self.processes.sampler(dataset, shuffle=train, seed=seed)
-        loader = DataLoader(dataset, batch_size=self.plan.recipe.data.batch_size, shuffle=train and sampler is None,
+        loader = DataLoader(dataset, batch_size=self.processes.batch_size(self.plan.recipe.data.batch_size),
                             sampler=sampler, num_workers=self.plan.recipe.data.workers,
-                            generator=torch.Generator().manual_seed(seed), pin_memory=self.device.type == "cuda")
+                            generator=torch.Generator().manual_seed(seed + self.processes.rank),
+                            pin_memory=self.device.type == "cuda")
+        forward = self.train_forward if train else self.forward
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
         has_ms = False
         amp = AMP_MODES[self.cfg.amp]
@@ -205,7 +226,7 @@ class Trainer:
         for step, batch in enumerate(bar):
             batch = self._to_device(batch)
             with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
-                output = self.forward(batch)
+                output = forward(batch)
                 losses = compute_losses(output, batch, self.cfg.alpha)
             if train:
                 self.optimizer.zero_grad(set_to_none=True)

@@ -7,6 +7,9 @@ run dir holding another recipe. So a refused run leaves nothing half-written.
 
 `data.test_user=all` trains one run per user (DIR/S1, DIR/S2, ...) and writes DIR/runs.json; the
 group resumes as a whole: finished runs are skipped, a killed one continues, missing ones start.
+
+Under `torchrun` every process plans the same run; rank 0 alone claims and writes the run dir
+while the others wait for it (`fpar.train.distributed`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
 from fpar.train.init_from import Source, read_source, source_path
-from fpar.train.loop import Trainer, pick_device, seed_everything
+from fpar.train.distributed import Processes, from_environment
+from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, trained_lrs
 
@@ -88,7 +92,10 @@ def make_plan(recipe: Recipe) -> Plan:
     seed_everything(recipe.train.seed)  # the initial weights are a function of the seed too
     model = build_model(recipe.model)
     check_data_fits(model, found, recipe.model.name)
-    split = split_by_user(found.samples, data.test_user, data.val_fraction, data.selection, recipe.train.seed)
+    try:
+        split = split_by_user(found.samples, data.test_user, data.val_fraction, data.selection, recipe.train.seed)
+    except DataError as exc:  # e.g. a test user the root does not have: say which root
+        raise DataError(f"{found.root}: {exc}") from exc
     if not split.val:
         raise DataError(f"{found.root}: the validation part is empty (data.val_fraction={data.val_fraction} of "
                         "each class's training instances rounds to 0): raise it or use data.selection=test")
@@ -123,6 +130,8 @@ def claim_dir(run: RunDir, recipe: Recipe) -> bool:
 
     A dir holding another recipe, or files but no recipe, is refused (ConfigError).
     """
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"--out {run.root}: a file, not a run dir; choose a folder")
     if run.recipe.is_file():
         stored, wanted = _flat(to_dict(load_recipe(run.recipe))), _flat(to_dict(recipe))
         differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
@@ -155,19 +164,22 @@ def start(run: RunDir, plan: Plan, console: Console) -> None:
         console.print(f"[yellow]warning:[/] {line}", highlight=False)
 
 
-def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False) -> Path:
-    """Claim `out` for `plan`, then train (or continue) it."""
+def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False,
+              on_epoch: EpochHook | None = None, processes: Processes = Processes()) -> Path:
+    """Claim `out` for `plan`, then train (or continue) it; `on_epoch` sees each committed epoch."""
     run = RunDir(out)
-    exists = claim_dir(run, plan.recipe)
-    if must_exist and not exists:
-        raise ConfigError(f"{run.recipe}: not found; {out} is not a run dir to resume")
-    if not run.state.is_file():  # also redoes a start that a kill cut short (recipe.yaml but no split.json)
-        start(run, plan, console)
-    Trainer(plan, run, console).run()
+    if processes.is_main:
+        exists = claim_dir(run, plan.recipe)
+        if must_exist and not exists:
+            raise ConfigError(f"{run.recipe}: not found; {out} is not a run dir to resume")
+        if not run.state.is_file():  # also redoes a start that a kill cut short (recipe.yaml but no split.json)
+            start(run, plan, console)
+    processes.barrier()
+    Trainer(plan, run, console, processes, on_epoch).run()
     return out
 
 
-def train_all_users(recipe: Recipe, out: Path, console: Console) -> list[Path]:
+def train_all_users(recipe: Recipe, out: Path, console: Console, processes: Processes = Processes()) -> list[Path]:
     """One run per user held out (DIR/<user>), DIR/runs.json naming them; all checked first."""
     group = RunDir(out)
     users = discover(resolved(recipe).data.root, recipe.data.layout).users
@@ -178,15 +190,20 @@ def train_all_users(recipe: Recipe, out: Path, console: Console) -> list[Path]:
         plans.append(make_plan(one))
     recipe = resolved(recipe)
     recipe.model.num_classes = plans[0].recipe.model.num_classes
-    if not claim_dir(group, recipe):
-        write_atomic(group.recipe, OmegaConf.to_yaml(to_dict(recipe)))
-    write_atomic(group.group, json.dumps({"kind": "splits", "runs": users}, indent=1))
-    return [train_run(plan, out / user, console) for user, plan in zip(users, plans)]
+    if processes.is_main:
+        if not claim_dir(group, recipe):
+            write_atomic(group.recipe, OmegaConf.to_yaml(to_dict(recipe)))
+        write_atomic(group.group, json.dumps({"kind": "splits", "runs": users}, indent=1))
+    return [train_run(plan, out / user, console, processes=processes) for user, plan in zip(users, plans)]
 
 
 def train(recipe_path: Path | None, out: Path | None, overrides: list[str] | None = None,
           resume: Path | None = None, console: Console | None = None) -> list[Path]:
-    """`fpar train RECIPE --out DIR [key=value ...]` or `fpar train --resume DIR`; the run dirs."""
+    """`fpar train RECIPE --out DIR [key=value ...]` or `fpar train --resume DIR`; the run dirs (on
+    rank 0; other ranks of a torchrun job return none, so nothing is printed twice).
+
+    Under `torchrun` this is one of its processes (DDP; rank 0 prints and writes).
+    """
     console = console or Console()
     if (resume is None) == (out is None):
         raise ConfigError("give either RECIPE --out RUN_DIR, or --resume RUN_DIR")
@@ -201,6 +218,11 @@ def train(recipe_path: Path | None, out: Path | None, overrides: list[str] | Non
             raise ConfigError("no recipe given: fpar train RECIPE --out RUN_DIR (see configs/)")
         recipe = load_recipe(recipe_path, overrides)
     assert out is not None
-    if recipe.data.test_user == ALL_USERS:
-        return train_all_users(recipe, out, console)
-    return [train_run(make_plan(recipe), out, console, must_exist=resume is not None)]
+    with from_environment(pick_device(recipe.train)) as processes:
+        if not processes.is_main:
+            console = Console(quiet=True)
+        if recipe.data.test_user == ALL_USERS:
+            runs = train_all_users(recipe, out, console, processes)
+        else:
+            runs = [train_run(make_plan(recipe), out, console, must_exist=resume is not None, processes=processes)]
+        return runs if processes.is_main else []  # rank 0 alone reports them
