@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint app
+.PHONY: setup demo test test-fast lint bench app
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,3 +27,6 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q src tests
+
+bench: $(STAMP)
+	$(BIN)/fpar bench --json runs/bench.json

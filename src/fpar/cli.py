@@ -553,6 +553,43 @@ def app_verb(
     launch(AppSettings(runs, Limits(max_upload_mb, max_frames)), port, address)
 
 
+@app.command("bench", rich_help_panel="Evaluate")
+def bench_verb(
+    device: Annotated[str, typer.Option(help="cpu or cuda (the training, inference and CAM sections; "
+                                             "prepare and loading run on the CPU).")] = "cpu",
+    quick: Annotated[bool, typer.Option("--quick", help="Toy sizes, few repeats, no torch.compile: under a "
+                                                        "minute, checks the report is whole (CI), not speed.")] = False,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the whole result here.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.", show_default="torch's; 1 with --quick")]
+    = None,
+    only: Annotated[str, typer.Option(help="Comma-separated sections to run.")]
+    = "prepare,loading,training,inference,cam",
+) -> None:
+    """Measure fpar's speed in one run: prepare (per flow method and worker count, with the share of
+    each part), data loading (vs a naive PIL loader), training steps (fp32, bf16, channels_last,
+    torch.compile, vs a reference-style baseline), inference, FLOP rates, and CAM video.
+
+    Medians of repeats after warm-up; candidates are timed in turns; the load average is printed
+    beside the figures. The full run takes about half an hour on 2 CPU cores.
+
+    Examples:
+
+      fpar bench --quick --json bench.json
+
+      fpar bench --only prepare,loading --json runs/bench_data.json
+    """
+    from fpar.bench.run import problems, run_bench, write_json
+    from fpar.bench.table import tables
+
+    result = run_bench(device, quick, threads, tuple(parse_list(only)), progress=lambda section: console.print(f"bench: {section}...", highlight=False))
+    for table in tables(result):
+        console.print(table)
+    if json_file is not None:
+        console.print(f"wrote {write_json(result, json_file)}", highlight=False, soft_wrap=True)
+    for problem in problems(result):
+        console.print(f"[yellow]incomplete:[/] {problem}", highlight=False, soft_wrap=True)
+
+
 # ---- end of verbs ------------------------------------------------------------------------------
 
 

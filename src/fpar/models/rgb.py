@@ -103,10 +103,7 @@ class RGBStream(nn.Module):
 
     def forward(self, clip: Tensor) -> StreamOutput:
         frames = self._encode(clip)
-        state = self.lstm.initial_state(frames.attended[:, 0])
-        for step in range(clip.shape[1]):
-            state = self.lstm(frames.attended[:, step], state)
-        cell = state[1]
+        cell = self.lstm.run(frames.attended.unbind(1))[1]
         ms_logits = None
         if self.ms_head is not None:
             ms_logits = self.ms_head.classify(frames.ms_embedding.flatten(0, 1)).unflatten(0, clip.shape[:2])

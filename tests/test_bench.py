@@ -1,0 +1,111 @@
+"""`fpar bench`: the quick run's report is whole, the baseline computes what fpar computes, and the
+timing rule (warm-up excluded, candidates in turns) holds. No speed is asserted: figures depend on
+the machine and its load, and speed targets live in the bench, not in tests."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fpar.bench.reference import ReferenceStyle
+from fpar.bench.run import SECTIONS, problems
+from fpar.bench.timing import Repeats, interleaved
+from fpar.bench.training import STAGES
+from fpar.cli import app
+from fpar.config import ModelConfig
+from fpar.data.datasets import DATASETS
+from fpar.explain.cam import METHODS
+from fpar.models.registry import build_model, list_models
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "incomplete" not in result.output
+    report = json.loads(out.read_text())
+    assert problems(report) == []
+    assert report["quick"] is True
+    prepare = {(r["method"], r["workers"]) for r in report["prepare"]["rows"]}
+    assert prepare == {("dis", 1), ("dis", 2)}
+    assert all(set(r["share"]) == {"decode", "homography", "dense_flow", "motion_maps", "image_writes"}
+               and math.isclose(sum(r["share"].values()), 1.0) for r in report["prepare"]["rows"])
+    loading = {(r["dataset"], r["workers"]) for r in report["loading"]["rows"]}
+    assert loading == {(kind.__name__, w) for kind in DATASETS.values() for w in (0, 1, 2)}
+    assert 0 < report["loading"]["loader_wait"]["wait_share"] < 1
+    trained = {(r["model"], r["stage"], r["feedback_mode"] or "two_pass") for r in report["training"]}
+    assert trained == {(name, stage, mode) for name, mode, stage, _ in STAGES}
+    rgb_rows = [r for r in report["training"] if r["model"].startswith("rgb")]
+    assert rgb_rows and all(r["equal_within_tolerance"] and "reference" in r["step_s"] for r in rgb_rows)
+    assert set(report["feedback"]) == {"quick/two_pass", "quick/previous_frame"}
+    assert {r["model"] for r in report["inference"]["rows"]} == set(list_models())
+    assert {r["method"] for r in report["cam"]["rows"]} == set(METHODS)
+
+
+def test_problems_names_missing_sections_and_figures_that_are_not_positive() -> None:
+    report = {name: {"x": 1.0} for name in SECTIONS}
+    assert problems(report) == []
+    report["cam"] = {"rows": [{"seconds": 0.0}, {"seconds": float("nan")}]}
+    report["machine"] = {"load_average_start": 0.0}  # a label, not a figure: zero is fine
+    del report["feedback"]
+    found = problems(report)
+    assert found[0] == "section 'feedback' is missing or empty"
+    assert any(p.startswith("cam.rows[0].seconds") for p in found)
+    assert any(p.startswith("cam.rows[1].seconds") for p in found)
+    assert len(found) == 3
+
+
+def test_interleaved_times_candidates_in_turns_after_their_warm_up() -> None:
+    calls: list[str] = []
+    seconds = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, Repeats(2, 3))
+    assert calls == ["a", "b"] * 5
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+
+
+@pytest.mark.parametrize(("name", "mode"), [("rgb", "two_pass"), ("rgb_ms", "two_pass"),
+                                            ("rgb_ms_feedback", "two_pass"), ("rgb_ms_feedback", "previous_frame")])
+def test_reference_style_baseline_computes_what_the_model_computes(name: str, mode: str) -> None:
+    """Frame by frame with eight gate convs (the baseline) vs batched frames and fused gates (fpar)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, num_classes=5, frames=3, image_size=64, mem_size=16,
+                                    feedback_mode=mode)).eval()
+    for param in model.parameters():  # wake the zero-initialised feedback convs, spread the logits
+        param.data.add_(0.05 * torch.randn_like(param))
+    batch = {"rgb": torch.randn(2, 3, 3, 64, 64)}
+    with torch.no_grad():
+        ours, theirs = model(batch), ReferenceStyle(model)(batch)
+    assert ours.logits.std() > 1e-3  # outputs that vary, so equality means something
+    torch.testing.assert_close(ours.logits, theirs.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.attention, theirs.attention, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.feature_maps, theirs.feature_maps, rtol=1e-4, atol=1e-5)
+    if ours.ms_logits is not None:
+        torch.testing.assert_close(ours.ms_logits, theirs.ms_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_refuses_an_unknown_section_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "fpar.cli", "bench", "--only", "loading,nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "--only loading,nope: expected some of prepare,loading,training,inference,cam" in result.stdout
+
+
+@pytest.mark.slow
+def test_only_runs_the_asked_sections_and_checks_just_those(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "loading", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {key for key in SECTIONS if report.get(key)} == {"machine", "loading"}
+    assert problems(report) == []
+    report["sections"] = ["loading", "cam"]
+    assert problems(report) == ["section 'cam' is missing or empty"]
