@@ -279,10 +279,10 @@ class Trainer:
         write_atomic(run.state, lambda handle: torch.save(state, handle))
 
 
-def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """metrics.csv's text: METRICS_COLUMNS, one row per epoch, empty cells where a value does not apply."""
+def metrics_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = METRICS_COLUMNS) -> str:
+    """metrics.csv's text: `columns`, one row per epoch, empty cells where a value does not apply."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue()

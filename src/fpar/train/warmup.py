@@ -24,8 +24,6 @@ flattened into a batch of B*N images.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -43,7 +41,7 @@ from fpar.data.layout import class_names, discover, split_by_user
 from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
 from fpar.models.backbone import load_resnet34
-from fpar.train.loop import AMP_MODES, epoch_seed, pick_device, seed_everything
+from fpar.train.loop import AMP_MODES, epoch_seed, metrics_csv, pick_device, seed_everything
 from fpar.train.run import claim_dir, resolved
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, make_optimizer, make_scheduler, trained_lrs
@@ -75,7 +73,7 @@ def warm_up(recipe: Recipe, out: Path, console: Console | None = None) -> Path:
         return target
     write_atomic(run.recipe, OmegaConf.to_yaml(to_dict(recipe)))
     net, rows = _train(recipe, console)
-    write_atomic(run.metrics, _metrics_csv(rows))
+    write_atomic(run.metrics, metrics_csv(rows, WARMUP_COLUMNS))
     write_atomic(target, lambda handle: torch.save(net.state_dict(), handle))
     return target
 
@@ -136,11 +134,3 @@ def _train(recipe: Recipe, console: Console) -> tuple[torch.nn.Module, list[dict
         net.fc.weight[len(classes):] = 0
         net.fc.bias[len(classes):] = net.fc.bias[:len(classes)].min() - UNUSED_MARGIN
     return net.cpu(), rows
-
-
-def _metrics_csv(rows: list[dict[str, float]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=WARMUP_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
