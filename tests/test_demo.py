@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fpar.config import load_recipe
+from fpar.config import WarmupRecipe, load_recipe
 from fpar.data.layout import (DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, LABELS_NAME, MANIFEST_NAME,
                               PREPARE_SETTINGS_NAME, QUALITY_NAME, discover)
 from fpar.data.synthetic import TINY_CLASSES
@@ -80,7 +80,7 @@ def test_demo_reports_measured_quality(demo_out) -> None:
 
 
 @pytest.mark.slow
-def test_demo_warm_up_is_a_resnet34_that_never_saw_the_test_user(demo_out) -> None:
+def test_demo_warm_up_is_a_resnet34_that_never_saw_the_data_sets_users(demo_out) -> None:
     out, _ = demo_out
     net = load_resnet34(str(out / "warmup" / "backbone.pt"))  # loads as `model.weights: PATH` does
     classes = len(TINY_CLASSES)
@@ -88,9 +88,11 @@ def test_demo_warm_up_is_a_resnet34_that_never_saw_the_test_user(demo_out) -> No
     assert net.fc.bias[classes:].max() < net.fc.bias[:classes].min()
     assert net.bn1.running_var.ne(1).any()  # BN statistics were learnt: the models keep BN in eval mode
     split = json.loads((out / "train" / "rgb" / "split.json").read_text())
-    warm = load_recipe(out / "warmup" / "recipe.yaml")
-    assert warm.data.test_user == split["test_user"] == "S2" and warm.train.seed == split["seed"]
-    assert warm.data.val_fraction == load_recipe(out / "train" / "rgb" / "recipe.yaml").data.val_fraction
+    warm = load_recipe(out / "warmup" / "recipe.yaml", schema=WarmupRecipe)
+    assert warm.train.seed == split["seed"] and warm.data.root == str((out / DEMO_PREPARED_DIR).resolve())
+    assert warm.corpus.users == 2  # --tiny's corpus
+    header = (out / "warmup" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_acc,check_acc,seconds"
 
 
 @pytest.mark.slow

@@ -122,11 +122,35 @@ class Recipe:
     stages: list[StageConfig] = field(default_factory=list)
 
 
+@dataclass
+class CorpusConfig:
+    """The warm-up's pre-training frames (`fpar.data.synthetic.corpus`): synthetic users that the
+    data set does not have, rendered with their own seed; some are kept apart to measure how well
+    the backbone carries over to users it never saw."""
+
+    users: int = 24  # users W01.. whose frames train the backbone
+    check_users: int = 4  # the next users: frame accuracy on them is the warm-up's transfer measure
+    clips_per_class: int = 4  # per user
+    frames: int = 8  # stills kept per clip
+    width: int = 160  # rendered size: the warm-up's image_size is far smaller, so no need for more
+    height: int = 120
+    seed: int = 1000  # the corpus's own seed: its users' looks are independent of the data set's
+
+
+@dataclass
+class WarmupRecipe(Recipe):
+    """A warm-up recipe (`fpar.train.warmup`): a recipe whose frames come from `corpus`; `data` gives
+    the class list (its root), the image size and the batch size in images."""
+
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+
+
 # Set once, in `data`: the model's copies are filled from there (see `load_recipe`).
 SHARED_KEYS = ("frames", "flow_stack", "image_size")
 
 
-def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None,
+                schema: type[Recipe] = Recipe) -> Recipe:
     """Read a recipe from YAML (or start from defaults) and apply `section.key=value` overrides.
 
     N, L and the image size are written once, as `data.frames`, `data.flow_stack` and
@@ -135,6 +159,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     ConfigError naming both keys; setting it to the same value is allowed but redundant.
 
     Overrides apply one at a time, so a key inside a list works too: `stages.0.init_from=[RUN:stage1]`.
+    `schema` is the recipe class to check against (`WarmupRecipe` for a warm-up).
 
     Raises ConfigError naming the file or the override when the file is not a YAML mapping, a key is
     unknown, a type is wrong, a stage index does not exist, or an override has no `=`.
@@ -143,7 +168,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in str(item):
             raise ConfigError(f"override {item!r}: expected key=value")
     given: list[Any] = []  # what the user wrote, to tell a model key set from a default
-    merged = OmegaConf.structured(Recipe)
+    merged = OmegaConf.structured(schema)
     if path is not None:
         path = Path(path)
         given.append(_read_yaml(path))
@@ -154,7 +179,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     for item in overrides or ():
         given.append(_apply_override(merged, str(item)))
     recipe = OmegaConf.to_object(merged)
-    assert isinstance(recipe, Recipe)
+    assert isinstance(recipe, schema)
     for key in SHARED_KEYS:
         model_value, data_value = getattr(recipe.model, key), getattr(recipe.data, key)
         set_in_model = any(OmegaConf.select(part, f"model.{key}", default=None) is not None for part in given)

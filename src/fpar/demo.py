@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from fpar.config import Recipe, load_recipe, to_dict
+from fpar.config import Recipe, WarmupRecipe, load_recipe, to_dict
 from fpar.data.check import check_root, print_report
 from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, QUALITY_NAME
 from fpar.data.preview import contact_sheet
@@ -56,6 +56,8 @@ WARMUP_DIR, TRAIN_DIR, REPORT_DIR, SEARCH_DIR, CAM_DIR = "warmup", "train", "rep
 # --tiny: the smallest sizes that still run every step (what CI runs); everything else as the recipes.
 TINY_OVERRIDES = ["data.frames=3", "data.flow_stack=2", "data.image_size=48", "data.batch_size=4", "data.workers=0",
                   "model.mem_size=8"]
+TINY_CORPUS = ["corpus.users=2", "corpus.check_users=1", "corpus.clips_per_class=1", "corpus.frames=2",
+               "corpus.width=64", "corpus.height=48"]
 # The search step: a few one-epoch trials of rgb_ms (a taste of `fpar search-alpha`, within the budget).
 SEARCH_MODEL, SEARCH_TRIALS, SEARCH_TRIALS_TINY, SEARCH_EPOCHS = "rgb_ms", 3, 2, 1
 DEFAULT_THREADS = 1  # torch intra-op threads (see run_demo)
@@ -104,15 +106,16 @@ class Demo:
         places.update({f"{RECIPES_ROOT}/{TRAIN_DIR}/{name}": self.run_dir(name, train_seed) for name in MODELS})
         return places
 
-    def recipe(self, file_name: str, train_seed: int) -> Recipe:
-        """A recipe of configs/demo with this demo's paths, seed and (with --tiny) sizes."""
+    def recipe(self, file_name: str, train_seed: int, schema: type[Recipe] = Recipe) -> Recipe:
+        """A recipe of configs/demo with this demo's paths, seed and (with --tiny) sizes; `schema`
+        WarmupRecipe for the warm-up's."""
         path = self.configs / file_name
         if not path.is_file():
             raise ConfigError(f"{path}: demo recipe not found (give the repository's configs/demo with --configs)")
         overrides = [f"train.seed={train_seed}"]
         if self.tiny:
-            overrides += TINY_OVERRIDES
-        recipe = load_recipe(path, overrides)
+            overrides += TINY_OVERRIDES + (TINY_CORPUS if schema is WarmupRecipe else [])
+        recipe = load_recipe(path, overrides, schema)
         relocate(recipe, self.places(train_seed))
         if self.tiny:
             for stage in recipe.stages:
@@ -167,10 +170,10 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, confi
     demo = Demo(Path(out), tiny, seed, seeds, Path(configs), console or Console())
     started = time.perf_counter()
     labels = data_steps(demo)
-    with step(demo, "warm-up of the backbone on single frames of the training users (stand-in for ImageNet)"):
+    with step(demo, "warm-up of the backbone on frames of other synthetic users (stand-in for ImageNet)"):
         for train_seed in demo.training_seeds():
             demo.files[_seeded("warm-up backbone", demo, train_seed)] = warm_up(
-                demo.recipe(WARMUP_RECIPE, train_seed), demo.warmup_dir(train_seed), demo.console)
+                demo.recipe(WARMUP_RECIPE, train_seed, WarmupRecipe), demo.warmup_dir(train_seed), demo.console)
     for name in MODELS:
         with step(demo, f"train {name} (fpar train configs/demo/{name}.yaml)"):
             train_model(demo, name)

@@ -133,7 +133,7 @@ def claim_dir(run: RunDir, recipe: Recipe) -> bool:
     if run.root.exists() and not run.root.is_dir():
         raise ConfigError(f"--out {run.root}: a file, not a run dir; choose a folder")
     if run.recipe.is_file():
-        stored, wanted = _flat(to_dict(load_recipe(run.recipe))), _flat(to_dict(recipe))
+        stored, wanted = _flat(to_dict(load_recipe(run.recipe, schema=type(recipe)))), _flat(to_dict(recipe))
         differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
         if differ:
             raise ConfigError(f"{run.recipe}: this run dir holds another recipe (it differs in {', '.join(differ)}); "
