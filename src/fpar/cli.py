@@ -79,7 +79,7 @@ def demo_verb(
     """Run the report's whole story on built-in synthetic data, end to end.
 
     synth -> prepare (+ quality vs ground truth) -> data check -> warm-up of the backbone on single
-    frames of the training users (the stand-in for ImageNet weights) -> train rgb, flow, rgb_ms,
+    frames of 24 other synthetic users (the stand-in for ImageNet weights) -> train rgb, flow, rgb_ms,
     rgb_ms_feedback, two_stream (configs/demo, stages shared as in the report) -> evaluation on the
     held-out user, the comparison table and training curves -> a small alpha search -> class
     activation maps (a CAM video, rgb_ms vs rgb_ms_feedback before/after). One line per step with its

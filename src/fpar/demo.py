@@ -4,9 +4,10 @@ Each step reads only what the step before wrote (DESIGN section 1), and calls th
 function as the verb it stands for; the demo owns no logic of its own, only the order of the steps,
 the recipes (`configs/demo/*.yaml`) and where each output goes:
 
-    synth -> prepare (+ quality vs ground truth) -> data check -> warm-up of the backbone (the
-    stand-in for ImageNet weights) -> train rgb, flow, rgb_ms, rgb_ms_feedback, two_stream ->
-    eval + report (table, curves) -> alpha search -> CAM (a CAM video, the before/after figure)
+    synth -> prepare (+ quality vs ground truth) -> data check -> warm-up of the backbone on frames
+    of other synthetic users (the stand-in for ImageNet weights) -> train rgb, flow, rgb_ms,
+    rgb_ms_feedback, two_stream -> eval + report (table, curves) -> alpha search -> CAM (a CAM
+    video, the before/after figure)
 
 Stages are shared as in the report: rgb's stage 1 feeds its stage 2 and rgb_ms, rgb_ms feeds the
 feedback model, rgb and flow feed two_stream (the recipes' `init_from`). The recipes name their
