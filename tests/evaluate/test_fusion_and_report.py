@@ -128,3 +128,25 @@ def test_report_with_a_bad_argument_writes_nothing(tmp_path, prepared_root) -> N
     with pytest.raises(DataError, match=r"not_a_run/recipe\.yaml: not found"):
         build_report([rgb.root, tmp_path / "not_a_run"], tmp_path / "report", progress=False)
     assert not (tmp_path / "report").exists()  # no curves of the good run left behind
+
+
+def test_comparison_figure_keeps_a_runs_colour_in_every_panel(tmp_path, monkeypatch) -> None:
+    """The L_ms panel has only the MS runs: their colours must still be those of the other panels."""
+    from matplotlib.axes import Axes
+
+    from fpar.evaluate import figures
+
+    row = {"stage": "s1", "train_loss_cls": 1.0, "val_acc": 0.5}
+    runs = [("rgb", [{**row, "train_loss_ms": math.nan}] * 2), ("rgb_ms", [{**row, "train_loss_ms": 0.3}] * 2)]
+    drawn: dict[str, set[str]] = {}
+    real_plot = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        if "label" in kwargs:
+            drawn.setdefault(kwargs["label"], set()).add(str(kwargs.get("color")))
+        return real_plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    figures.comparison_figure(runs, tmp_path / "curves.png")
+    assert set(drawn) == {"rgb", "rgb_ms"}
+    assert all(len(colours) == 1 for colours in drawn.values()) and drawn["rgb"] != drawn["rgb_ms"]

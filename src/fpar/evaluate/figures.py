@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -114,10 +115,13 @@ def run_curves_figure(rows: Sequence[dict[str, float | str]], path: Path, title:
 
 def comparison_figure(runs: Sequence[tuple[str, Sequence[dict[str, float | str]]]], path: Path) -> Path:
     """All runs: training L_cls, training L_ms and validation accuracy per epoch, one line a run;
-    stage boundaries are dotted ticks on each run's line."""
+    stage boundaries are dotted ticks on each run's line. A run keeps its colour in every panel,
+    also where another run has no line (L_ms exists only for MS models)."""
     figure = Figure(figsize=(9, 9), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(3, 1, sharex=True)
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {name: cycle[i % len(cycle)] for i, (name, _) in enumerate(runs)}
     panels = (("train_loss_cls", "train L_cls"), ("train_loss_ms", "train L_ms"), ("val_acc", "validation accuracy"))
     for ax, (key, label) in zip(axes, panels):
         for name, rows in runs:
@@ -125,10 +129,10 @@ def comparison_figure(runs: Sequence[tuple[str, Sequence[dict[str, float | str]]
             if not _has_values(values):
                 continue
             x = np.arange(1, len(rows) + 1)
-            (line,) = ax.plot(x, values, label=name)
+            ax.plot(x, values, label=name, color=colours[name])
             changes = [i for i in range(1, len(rows)) if rows[i]["stage"] != rows[i - 1]["stage"]]
             ax.plot(x[changes], np.asarray(values)[changes], linestyle="none", marker="|", markersize=12,
-                    color=line.get_color())
+                    color=colours[name])
         ax.set_ylabel(label)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

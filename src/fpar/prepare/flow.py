@@ -24,7 +24,7 @@ from fpar.options import DEFAULT_BOUND, DEFAULT_FLOW, FLOW_METHODS, check_flow_m
 # Feature tracking for the homography. Corners + pyramidal Lucas-Kanade give sub-pixel matches
 # (ORB keypoints sit on a pixel grid per pyramid level, which costs accuracy); a forward-backward
 # check drops tracks that drifted, and RANSAC drops what moves on its own.
-_MAX_CORNERS = 300  # more cost time and did not help accuracy on the synthetic set (docs/prepare.md)
+_MAX_CORNERS = 150  # 300 cost 2.2 ms/frame more and did not help (docs/prepare.md, "Warp flow")
 _MIN_MATCHES = 12  # fewer inliers than this: no trustworthy camera model, treat as static camera
 _FB_TOLERANCE = 1.0  # px, forward-backward tracking disagreement allowed
 _RANSAC_THRESHOLD = 1.0  # px, reprojection error of an inlier
