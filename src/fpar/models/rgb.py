@@ -10,8 +10,7 @@ Two choices of ours, where the reference does not fix them:
   train mode BN would pool statistics over all frames of the batch.
 - Feedback `two_pass`: pass 1 (unmodulated, no grad) only makes the branch input; it runs BN in
   the model's mode, so in train mode it also updates BN running statistics (the recipes keep BN
-  frozen). `previous_frame` chains frames (t's source is t-1's output): a no-grad pass walks the
-  chain, then one graded batch runs frames 1..T-1 (see `_encode_previous_frame`).
+  frozen). `previous_frame` is sequential per frame by nature, so it loops over frames.
 """
 
 from __future__ import annotations
@@ -86,27 +85,14 @@ class RGBStream(nn.Module):
         return self._frames(frames, source)
 
     def _encode_previous_frame(self, clip: Tensor) -> FrameFeatures:
-        """Frame t modulated by frame t-1's (detached) Conv100 output; frame 0 unmodulated.
-
-        The sources form a chain through the frames, but being detached they need no gradient:
-        a no-grad pass walks the chain (frame 0's source comes from the graded frame 0), then
-        frames 1..T-1 run as one graded batch. Same values and gradients as a graded per-frame
-        loop with BN in eval mode, at about two_pass's cost instead of T small graded passes.
-        """
-        first = self._frames(clip[:, 0], None)
-        sources = [first.ms_embedding.detach()]
-        with torch.no_grad():
-            for frame in clip[:, 1:-1].unbind(1):
-                sources.append(self._embed(frame, sources[-1]))
-        if clip.shape[1] == 1:
-            return FrameFeatures(*(x.unsqueeze(1) for x in first))
-        rest = self._frames(clip[:, 1:].flatten(0, 1), torch.stack(sources, dim=1).flatten(0, 1))
-        rest = FrameFeatures(*(x.unflatten(0, (clip.shape[0], -1)) for x in rest))
-        return FrameFeatures(*(torch.cat([a.unsqueeze(1), b], dim=1) for a, b in zip(first, rest)))
-
-    def _embed(self, frames: Tensor, source: Tensor) -> Tensor:
-        """The MS embedding alone of modulated frames (the chain of `_encode_previous_frame`)."""
-        return self.ms_head.embed(self.backbone.trunk(self.feedback(source, self.backbone.stem(frames))).layer4)
+        """Frame t modulated by frame t-1's (detached) Conv100 output; frame 0 unmodulated."""
+        per_frame: list[FrameFeatures] = []
+        source = None
+        for frame in clip.unbind(1):
+            out = self._frames(frame, source)
+            source = out.ms_embedding.detach()
+            per_frame.append(out)
+        return FrameFeatures(*(torch.stack(field, dim=1) for field in zip(*per_frame)))
 
     def _encode(self, clip: Tensor) -> FrameFeatures:
         if self.feedback is not None and self.feedback_mode == "previous_frame":

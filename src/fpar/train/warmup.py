@@ -70,7 +70,7 @@ def warm_up(recipe: WarmupRecipe, out: Path, console: Console | None = None) -> 
     returns the backbone file.
 
     A finished warm-up (its backbone.pt exists, same recipe) is not redone; a run cut short starts
-    over (it takes a minute or two).
+    over (about three minutes in the demo).
     """
     console = console or Console()
     if not isinstance(recipe, WarmupRecipe):
@@ -168,10 +168,13 @@ def _corpus(corpus: CorpusConfig, classes: list[str], data_users: set[str]) -> t
 
 
 def _to_tensor(frames: Frames, side: int) -> torch.Tensor:
-    """uint8 (N, 3, side, round(side * w / h)): the short side resized to the network's input."""
+    """uint8 (N, 3, side, round(side * w / h)): the short side resized to the network's input, in
+    chunks (the whole corpus in float would take 1.4 GB)."""
     images = torch.from_numpy(frames.images).permute(0, 3, 1, 2)
     height, width = images.shape[-2:]
-    return F.interpolate(images.float(), size=(side, round(side * width / height)), mode="area").round().byte()
+    size = (side, round(side * width / height))
+    return torch.cat([F.interpolate(chunk.float(), size=size, mode="area").round().byte()
+                      for chunk in images.split(256)])
 
 
 _MEAN, _STD = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
