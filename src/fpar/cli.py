@@ -570,7 +570,7 @@ def bench_verb(
     torch.compile, vs a reference-style baseline), inference, FLOP rates, and CAM video.
 
     Medians of repeats after warm-up; candidates are timed in turns; the load average is printed
-    beside the figures. The full run takes about half an hour on 2 CPU cores.
+    beside the figures. The full run took 8 minutes on 2 idle CPU cores (much longer on a busy machine).
 
     Examples:
 
