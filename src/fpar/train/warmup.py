@@ -152,7 +152,7 @@ def _corpus(corpus: CorpusConfig, classes: list[str], data_users: set[str]) -> t
     """The training and check frames; ConfigError when the renderer cannot draw a class."""
     if corpus.users < 1 or corpus.check_users < 1 or corpus.clips_per_class < 1 or corpus.frames < 1:
         raise ConfigError(f"corpus: users, check_users, clips_per_class and frames must be >= 1, got {corpus}")
-    users = corpus_users(CORPUS_PREFIX, 1, corpus.users + corpus.check_users)
+    users = corpus_users(CORPUS_PREFIX, corpus.users + corpus.check_users)
     if data_users & set(users):
         raise ConfigError(f"corpus users {sorted(data_users & set(users))} are users of the data set; "
                           "the corpus must stand apart from it")

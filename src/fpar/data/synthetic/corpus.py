@@ -32,12 +32,11 @@ class Frames:
 
     images: np.ndarray
     labels: np.ndarray
-    users: list[str]
 
 
-def corpus_users(prefix: str, first: int, count: int) -> list[str]:
-    """User names `prefix01`, `prefix02`, ... from number `first` (1-based), `count` of them."""
-    return [f"{prefix}{number:02d}" for number in range(first, first + count)]
+def corpus_users(prefix: str, count: int) -> list[str]:
+    """User names `prefix01`, `prefix02`, ..., `count` of them."""
+    return [f"{prefix}{number:02d}" for number in range(1, count + 1)]
 
 
 def render_frames(classes: list[str], users: list[str], clips_per_class: int, frames: int,
@@ -58,4 +57,4 @@ def render_frames(classes: list[str], users: list[str], clips_per_class: int, fr
                            stable_key(seed, "clip", f"{user}_{label}_{k:02d}"))
         images.append(np.asarray(clip.frames[::FRAME_STEP]))
         labels.extend([index] * frames)
-    return Frames(np.concatenate(images), np.asarray(labels, dtype=np.int64), list(users))
+    return Frames(np.concatenate(images), np.asarray(labels, dtype=np.int64))
