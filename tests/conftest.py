@@ -7,6 +7,23 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _frame_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Datasets cache decoded frames under $FPAR_CACHE_DIR (`fpar.data.frame_cache`): tests keep
+    theirs in a session folder, never in the user's ~/.cache."""
+    import os
+
+    from fpar.data.frame_cache import ENV_CACHE_DIR
+
+    before = os.environ.get(ENV_CACHE_DIR)
+    os.environ[ENV_CACHE_DIR] = str(tmp_path_factory.mktemp("fpar_cache"))
+    yield
+    if before is None:
+        os.environ.pop(ENV_CACHE_DIR, None)
+    else:
+        os.environ[ENV_CACHE_DIR] = before
+
+
 @pytest.fixture(scope="session")
 def synth_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic raw set (`SynthConfig.tiny()`, seed 0): videos/, gt/, labels.csv.

@@ -40,6 +40,9 @@ class DataConfig:
     exclude_classes: list[str] = field(default_factory=lambda: ["put_tea"])
     batch_size: int = 32
     workers: int = 2
+    # Decoded, resized images kept between epochs (`fpar.data.frame_cache`): "auto" (under
+    # $FPAR_CACHE_DIR, else ~/.cache/fpar), "off", or a folder. Items are the same bit for bit.
+    frame_cache: str = "auto"
     # Where an evaluation over several flow windows (segments) puts them: "flow", Ego-RNN's flow
     # evaluation (S starts spread evenly, the last window short of the clip's end; the reference's
     # flow model is scored with S=5), or "two_stream", its late-fusion two-stream evaluation (from

@@ -12,6 +12,8 @@ An item is a dict (DESIGN section 8), so the trainer and collate never care whic
 * ``"sample_id"``: str, ``user/class/instance``.
 
 One `ClipTransform.draw` per item: the frames, maps and flows of an item share flip and crop.
+Decoded images shrunk to the resize side are kept on disk between epochs (`frame_cache`,
+``data.frame_cache``): after the first epoch an item costs a fraction of a decode, and is the same.
 
 Which samples are kept follows the reference's datasets (`layout.unusable_reason`): RGB datasets
 keep every instance of at least 5 frames whatever N, sampling frames with repeats when it has
@@ -39,15 +41,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
 
 from fpar.config import DataConfig
+from fpar.data.frame_cache import FrameCache
 from fpar.data.images import read_image as read_array
 from fpar.data.layout import RGB_SPANS, Sample, unusable_reason
 from fpar.data.sampling import SEGMENT_RULES, eval_flow_start, flow_window, frame_positions, train_flow_start
 from fpar.data.transforms import ClipParams, ClipTransform
 from fpar.errors import ConfigError, DataError
+
+BILINEAR, NEAREST = InterpolationMode.BILINEAR, InterpolationMode.NEAREST
 
 
 def read_image(path: Path, gray: bool = False) -> torch.Tensor:
@@ -66,10 +73,12 @@ class ClipDataset(Dataset):
     rgb_over = "frames"  # what the N frames are spread over; only the two-stream dataset may change it
 
     def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: ClipTransform,
-                 frames: int = 7, flow_stack: int = 5, segments: int = 1, segment_rule: str = "flow") -> None:
+                 frames: int = 7, flow_stack: int = 5, segments: int = 1, segment_rule: str = "flow",
+                 cache: FrameCache | None = None) -> None:
         """`frames` is N (RGB, maps), `flow_stack` L; `segments` > 1 replaces the single flow window
         (random in training, centre otherwise) with that many, placed by `segment_rule` (a key
-        of `sampling.SEGMENT_RULES`: "flow" or "two_stream")."""
+        of `sampling.SEGMENT_RULES`: "flow" or "two_stream"); `cache` keeps decoded, shrunk
+        images between epochs (None: decode every time)."""
         if frames < 1 or flow_stack < 1 or segments < 1:
             raise ValueError(f"frames, flow_stack and segments must be >= 1, "
                              f"got {frames}, {flow_stack}, {segments}")
@@ -80,6 +89,7 @@ class ClipDataset(Dataset):
         self.flow_stack = flow_stack
         self.segments = segments
         self.segment_rule = segment_rule
+        self.cache = cache
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         usable = [s for s in samples if s.label in self._class_index]
         reasons = {s.id: unusable_reason(s, self.keys, flow_stack, self.rgb_over) for s in usable}
@@ -105,9 +115,9 @@ class ClipDataset(Dataset):
         }
         if "rgb" in self.keys:
             positions = frame_positions(sample.rgb_span(self.rgb_over), self.frames)
-            item["rgb"] = self.transform.rgb([read_image(sample.frame(p)) for p in positions], params)
+            item["rgb"] = self.transform.rgb([self._image(sample.frame(p)) for p in positions], params)
             if "mmaps" in self.keys:  # the maps of the same frames
-                maps = [read_image(sample.mmap(p), gray=True) for p in positions]
+                maps = [self._image(sample.mmap(p), gray=True, interpolation=NEAREST) for p in positions]
                 item["mmaps"] = self.transform.mmaps(maps, params)
         if "flow" in self.keys:
             item["flow"] = self._flow(sample, params)
@@ -125,9 +135,19 @@ class ClipDataset(Dataset):
 
     def _flow_stack(self, sample: Sample, start: int, params: ClipParams) -> torch.Tensor:
         window = flow_window(start, self.flow_stack)
-        xs = [read_image(sample.flow("x", p), gray=True) for p in window]
-        ys = [read_image(sample.flow("y", p), gray=True) for p in window]
+        xs = [self._image(sample.flow("x", p), gray=True) for p in window]
+        ys = [self._image(sample.flow("y", p), gray=True) for p in window]
         return self.transform.flow(xs, ys, params)
+
+    def _image(self, path: Path, gray: bool = False, interpolation: InterpolationMode = BILINEAR) -> torch.Tensor:
+        """The image at `path`, decoded and shrunk (`ClipTransform.shrink`), from the cache when there."""
+        def make() -> np.ndarray:
+            return self.transform.shrink(read_image(path, gray), interpolation).numpy()
+
+        if self.cache is None:
+            return torch.from_numpy(make())
+        variant = f"{self.transform.resize}/{'L' if gray else 'RGB'}/{interpolation.value}"
+        return torch.from_numpy(self.cache.load(path, variant, make))
 
 
 class RGBClips(ClipDataset):
@@ -155,12 +175,12 @@ class TwoStreamClips(ClipDataset):
 
     def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: ClipTransform,
                  frames: int = 7, flow_stack: int = 5, segments: int = 1, segment_rule: str = "flow",
-                 rgb_over: str = "frames") -> None:
+                 cache: FrameCache | None = None, rgb_over: str = "frames") -> None:
         """As `ClipDataset`; `rgb_over` "flows" spreads the N frames over the flow count (n - 1),
         as Ego-RNN's two-stream dataset does, instead of the frame count."""
         _check_choice("two_stream_rgb_over", rgb_over, RGB_SPANS)
         self.rgb_over = rgb_over
-        super().__init__(samples, classes, transform, frames, flow_stack, segments, segment_rule)
+        super().__init__(samples, classes, transform, frames, flow_stack, segments, segment_rule, cache)
 
 
 DATASETS: dict[frozenset[str], type[ClipDataset]] = {
@@ -171,7 +191,7 @@ DATASETS: dict[frozenset[str], type[ClipDataset]] = {
 def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Iterable[str],
                  cfg: DataConfig, train: bool, segments: int = 1) -> ClipDataset:
     """The dataset giving exactly the inputs a model needs (its `input_keys`), built from `cfg`
-    (N, L, sizes, `segment_rule`, and `two_stream_rgb_over` for the two-stream dataset)."""
+    (N, L, sizes, `segment_rule`, `frame_cache`, and `two_stream_rgb_over` for the two-stream dataset)."""
     wanted = frozenset(needs)
     if wanted not in DATASETS:
         known = ", ".join(sorted("{" + ", ".join(sorted(k)) + "}" for k in DATASETS))
@@ -180,7 +200,7 @@ def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Itera
     kind = DATASETS[wanted]
     options = {"rgb_over": cfg.two_stream_rgb_over} if kind is TwoStreamClips else {}
     return kind(samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack, segments=segments,
-                segment_rule=cfg.segment_rule, **options)
+                segment_rule=cfg.segment_rule, cache=FrameCache.from_setting(cfg.frame_cache), **options)
 
 
 def _check_choice(option: str, value: str, choices: Iterable[str]) -> None:

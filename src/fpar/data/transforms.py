@@ -98,6 +98,13 @@ class ClipTransform:
         flip = bool(torch.rand((), generator=generator) < 0.5)
         return ClipParams(flip=flip, scale=_choice(self.scales, generator), corner=_choice(CORNERS, generator))
 
+    def shrink(self, image: torch.Tensor, interpolation: InterpolationMode) -> torch.Tensor:
+        """`image` with its short side at `resize`: the part of the transform that is the same every
+        epoch, which is why `frame_cache.FrameCache` keeps its output. An image already at that
+        size passes through unchanged (torchvision returns it as it is), so `rgb`, `flow` and
+        `mmaps` take images shrunk here or not, with the same result."""
+        return F.resize(image, [self.resize], interpolation=interpolation, antialias=True)
+
     def rgb(self, frames: Sequence[torch.Tensor], params: ClipParams) -> torch.Tensor:
         """(T, 3, S, S) float frames, ImageNet-normalised."""
         clip = torch.stack([self._geometry(f, params, InterpolationMode.BILINEAR) for f in frames])
@@ -119,7 +126,7 @@ class ClipTransform:
 
     def _geometry(self, image: torch.Tensor, params: ClipParams, interpolation: InterpolationMode,
                   negate_on_flip: bool = False) -> torch.Tensor:
-        image = F.resize(image, [self.resize], interpolation=interpolation, antialias=True)
+        image = self.shrink(image, interpolation)
         if params.flip:
             image = F.hflip(image)
             if negate_on_flip:
