@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from fpar.bench.training import STAGES
 from fpar.cli import app
 from fpar.config import ModelConfig
 from fpar.data.datasets import DATASETS
+from fpar.data.frame_cache import ENV_CACHE_DIR
 from fpar.explain.cam import METHODS
 from fpar.models.registry import build_model, list_models
 
@@ -28,6 +30,7 @@ from fpar.models.registry import build_model, list_models
 @pytest.mark.slow
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    user_cache = set(Path(os.environ[ENV_CACHE_DIR]).rglob("*.npy"))
     result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "incomplete" not in result.output
@@ -40,7 +43,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
                and math.isclose(sum(r["share"].values()), 1.0) for r in report["prepare"]["rows"])
     loading = {(r["dataset"], r["workers"]) for r in report["loading"]["rows"]}
     assert loading == {(kind.__name__, w) for kind in DATASETS.values() for w in (0, 1, 2)}
+    assert all({"no_cache_clips_per_s", "no_cache_speedup"} <= set(r) for r in report["loading"]["rows"])
     assert 0 < report["loading"]["loader_wait"]["wait_share"] < 1
+    assert set(Path(os.environ[ENV_CACHE_DIR]).rglob("*.npy")) == user_cache  # the bench caches in its own folder
     trained = {(r["model"], r["stage"], r["feedback_mode"] or "two_pass") for r in report["training"]}
     assert trained == {(name, stage, mode) for name, mode, stage, _ in STAGES}
     rgb_rows = [r for r in report["training"] if r["model"].startswith("rgb")]

@@ -65,6 +65,17 @@ def test_a_warm_cache_decodes_nothing(prepared_root: Path, tmp_path: Path, monke
     assert len(_items(dataset)) == len(dataset)
 
 
+@pytest.mark.parametrize("keys", list(DATASETS), ids=lambda keys: "+".join(sorted(keys)))
+def test_fill_cache_holds_every_image_an_item_can_draw(prepared_root: Path, tmp_path: Path, monkeypatch,
+                                                       keys: frozenset[str]) -> None:
+    dataset = _datasets(prepared_root, keys, str(tmp_path), train=True)
+    assert dataset.fill_cache() > 0
+    monkeypatch.setattr(datasets_module, "read_image", _no_decoding)
+    for seed in range(5):  # random flow windows, flips and crops
+        assert len(_items(dataset, seed)) == len(dataset)
+    assert _datasets(prepared_root, keys, "off").fill_cache() == 0
+
+
 def test_the_default_folder_follows_the_environment(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     assert default_folder() == tmp_path / "frames"

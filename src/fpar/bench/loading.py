@@ -1,8 +1,10 @@
 """(b) Data loading: clips/s of each dataset with 0, 1 and 2 workers, beside a naive loader.
 
-The naive loader reads what the fpar dataset reads, the way the reference code does: one PIL
-image at a time, opened, converted, resized, flipped, cropped and resized again in PIL, then
-`to_tensor` and normalised per frame. Both use the same samples, frame positions and random
+fpar's loader is timed twice: with a warm frame cache (`fpar.data.frame_cache`, the default; the
+state after the first epoch) and without one (what the first epoch costs). The naive loader reads
+what the fpar dataset reads, the way the reference code does: one PIL image at a time, opened,
+converted, resized, flipped, cropped and resized again in PIL, then `to_tensor` and normalised per
+frame. All three use the same samples, frame positions and random
 choices (`ClipTransform.draw`), so the ratio is the cost of the way of reading, nothing else.
 """
 
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from fpar.config import DataConfig
 from fpar.data.datasets import DATASETS, ClipDataset, make_dataset
@@ -89,60 +92,77 @@ def clips_per_second(dataset: Dataset, workers: int, batch_size: int, batches: i
     return clips / (time.perf_counter() - start)
 
 
-def bench_loading(root, image_size: int, frames: int, batch_size: int, batches: int, repeats: Repeats,
-                  workers: tuple[int, ...] = WORKER_COUNTS) -> dict:
-    """Section (b): per dataset and worker count, fpar's loader and the naive one, in turns."""
-    cfg = DataConfig(root=str(root), frames=frames, image_size=image_size)
+def bench_loading(root, cache: Path, image_size: int, frames: int, batch_size: int, batches: int,
+                  repeats: Repeats, workers: tuple[int, ...] = WORKER_COUNTS) -> dict:
+    """Section (b): per dataset and worker count, in turns: fpar's loader with a warm frame cache
+    in `cache` (filled first: `ClipDataset.fill_cache`), fpar's loader without a cache (every
+    epoch decodes, as a first epoch does), and the naive one."""
     found = discover(root)
     rows = []
     for keys, kind in DATASETS.items():
-        fast = make_dataset(found.samples, class_names(found.samples), keys, cfg, train=True)
-        naive = NaiveClips(fast)
+        candidates: dict[str, Dataset] = {}
+        for name, setting in (("fpar", str(cache)), ("fpar_no_cache", "off")):
+            cfg = DataConfig(root=str(root), frames=frames, image_size=image_size, frame_cache=setting)
+            candidates[name] = make_dataset(found.samples, class_names(found.samples), keys, cfg, train=True)
+        candidates["fpar"].fill_cache()
+        candidates["naive"] = NaiveClips(candidates["fpar_no_cache"])
         for count in workers:
-            rates: dict[str, list[float]] = {"fpar": [], "naive": []}
+            rates: dict[str, list[float]] = {name: [] for name in candidates}
             for _ in range(repeats.repeats):
-                for name, dataset in (("fpar", fast), ("naive", naive)):
+                for name, dataset in candidates.items():
                     rates[name].append(clips_per_second(dataset, count, batch_size, batches))
             medians = {name: statistics.median(values) for name, values in rates.items()}
             rows.append({"dataset": kind.__name__, "workers": count, "clips_per_s": medians["fpar"],
+                         "no_cache_clips_per_s": medians["fpar_no_cache"],
                          "naive_clips_per_s": medians["naive"], "speedup": medians["fpar"] / medians["naive"],
+                         "no_cache_speedup": medians["fpar_no_cache"] / medians["naive"],
                          "load_average": load_average()})
     return {"image_size": image_size, "frames": frames, "batch_size": batch_size, "rows": rows}
 
 
+def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: int,
+                workers: int = DataConfig().workers) -> dict:
+    """The demo's `rgb` stage-2 step (bf16 autocast, as configs/demo/rgb.yaml trains) fed by fpar's
+    loader with the default workers: the share of the time spent waiting for data (the target: at
+    most 5%), with a warm frame cache in `cache` and without a cache (as in a first epoch).
 
-def loader_wait(root, scale: Scale, device: torch.device, batches: int, workers: int = DataConfig().workers) -> dict:
-    """The demo's `rgb` stage-2 step fed by fpar's loader with the default workers: the share of
-    the time spent waiting for the next batch (the target: at most 5%)."""
-    cfg = DataConfig(root=str(root), frames=scale.frames, image_size=scale.image_size, batch_size=scale.batch)
+    As in the trainer, each epoch makes a fresh DataLoader (its workers start, and its first batch
+    is loaded, while the step waits), and an epoch has `batches` batches (the bench's clips
+    repeated; the demo has 12). The first epoch is the warm-up; the second is timed.
+    """
     model = build_model(model_config("rgb", "two_pass", scale)).to(device)
-    found = discover(root)
-    dataset = make_dataset(found.samples, class_names(found.samples), model.input_keys, cfg, train=True)
-    loader = DataLoader(dataset, batch_size=scale.batch, shuffle=True, num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0)
-    step = step_function(model, model, STAGE2, {}, device)
+    step = step_function(model, model, STAGE2, {}, device, bf16=True)
     sync = device_sync(device)
-    timings: list[tuple[float, float]] = []  # (waited, stepped) per batch; the first is the warm-up
-    while len(timings) <= batches:
-        for waited, batch in _timed_batches(loader):
-            start = time.perf_counter()
-            step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
-            sync()
-            timings.append((waited, time.perf_counter() - start))
-            if len(timings) > batches:
-                break
-    waited, stepped = (sum(column) for column in zip(*timings[1:]))
-    return {"model": "rgb", "stage": "stage2", "scale": scale.name, "workers": workers, "batches": batches,
-            "wait_s_per_batch": waited / batches, "step_s_per_batch": stepped / batches,
-            "wait_share": waited / (waited + stepped), "load_average": load_average()}
+    found = discover(root)
+    result = {"model": "rgb", "stage": "stage2", "amp": "bf16", "scale": scale.name, "workers": workers,
+              "batches": batches}
+    for prefix, setting in (("", str(cache)), ("no_cache_", "off")):
+        cfg = DataConfig(root=str(root), frames=scale.frames, image_size=scale.image_size, batch_size=scale.batch,
+                         frame_cache=setting)
+        dataset = make_dataset(found.samples, class_names(found.samples), model.input_keys, cfg, train=True)
+        dataset.fill_cache()
+        epoch = Subset(dataset, [index % len(dataset) for index in range(batches * scale.batch)])
+        for _ in range(2):
+            loader = DataLoader(epoch, batch_size=scale.batch, shuffle=True, num_workers=workers, drop_last=True)
+            waited = stepped = 0.0
+            for wait, batch in _timed_batches(loader):
+                start = time.perf_counter()
+                step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+                sync()
+                waited, stepped = waited + wait, stepped + time.perf_counter() - start
+        result.update({f"{prefix}wait_s_per_batch": waited / batches, f"{prefix}step_s_per_batch": stepped / batches,
+                       f"{prefix}wait_share": waited / (waited + stepped)})
+    return result | {"load_average": load_average()}
 
 
 def _timed_batches(loader: DataLoader):
-    """(seconds waited, batch) for each batch of `loader`."""
+    """(seconds waited, batch) for each batch of `loader`, the wait counted from asking for the
+    iterator (which starts the workers)."""
+    start = time.perf_counter()
     iterator = iter(loader)
     while True:
-        start = time.perf_counter()
         batch = next(iterator, None)
         if batch is None:
             return
         yield time.perf_counter() - start, batch
+        start = time.perf_counter()

@@ -63,7 +63,7 @@ QUICK = Plan(prepare_size=(128, 96), prepare_clips=2, prepare_frames=8, prepare_
 DEMO = Scale("demo", 112, 7, 8, 64)
 REFERENCE = Scale("224", 224, 7, 2, 512)
 FULL = Plan(prepare_size=(320, 240), prepare_clips=8, prepare_frames=48, prepare_workers=(1, 2),
-            flow_methods=("dis", "farneback"), loading_batches=8, scales=(DEMO, REFERENCE), demo=DEMO,
+            flow_methods=("dis", "farneback"), loading_batches=12, scales=(DEMO, REFERENCE), demo=DEMO,
             variants=VARIANTS, matmul_size=2048, cam_seconds=10.0, cam_fps=30, cam_size=(320, 240),
             repeats=Repeats(warmup=1, repeats=3), cam_repeats=1)
 
@@ -109,9 +109,10 @@ def _run(plan: Plan, dev: torch.device, quick: bool, only: tuple[str, ...], prog
                 result["prepare"], root = _prepare(plan, work, plan.repeats)
             elif name == "loading":
                 root = root or _prepare(plan, work, Repeats(warmup=0, repeats=1))[1]  # a root to read
-                result["loading"] = bench_loading(root, plan.demo.image_size, plan.demo.frames, plan.demo.batch,
-                                                  plan.loading_batches, plan.repeats)
-                result["loading"]["loader_wait"] = loader_wait(root, plan.demo, dev, plan.loading_batches)
+                cache = work / "frame_cache"  # the bench's own, never the user's
+                result["loading"] = bench_loading(root, cache, plan.demo.image_size, plan.demo.frames,
+                                                  plan.demo.batch, plan.loading_batches, plan.repeats)
+                result["loading"]["loader_wait"] = loader_wait(root, cache, plan.demo, dev, plan.loading_batches)
             elif name == "training":
                 result["training"] = [row for scale in plan.scales
                                       for row in bench_training(scale, dev, plan.repeats, plan.variants)]

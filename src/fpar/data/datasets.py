@@ -139,6 +139,27 @@ class ClipDataset(Dataset):
         ys = [self._image(sample.flow("y", p), gray=True) for p in window]
         return self.transform.flow(xs, ys, params)
 
+    def fill_cache(self) -> int:
+        """Put in the cache every image an item can read (RGB frames and maps at their fixed
+        positions, every flow image); returns how many reads it made. After it, even the first epoch reads no
+        PNG: the state many epochs reach, as flow windows are drawn at random. A no-op without a cache."""
+        if self.cache is None:
+            return 0
+        count = 0
+        for sample in self.samples:
+            if "rgb" in self.keys:
+                for p in frame_positions(sample.rgb_span(self.rgb_over), self.frames):
+                    self._image(sample.frame(p))
+                    if "mmaps" in self.keys:
+                        self._image(sample.mmap(p), gray=True, interpolation=NEAREST)
+                    count += 2 if "mmaps" in self.keys else 1
+            if "flow" in self.keys:
+                for p in range(sample.n_flows):
+                    self._image(sample.flow("x", p), gray=True)
+                    self._image(sample.flow("y", p), gray=True)
+                    count += 2
+        return count
+
     def _image(self, path: Path, gray: bool = False, interpolation: InterpolationMode = BILINEAR) -> torch.Tensor:
         """The image at `path`, decoded and shrunk (`ClipTransform.shrink`), from the cache when there."""
         def make() -> np.ndarray:
