@@ -1,5 +1,5 @@
 """Scale-out: the data each rank reads, and `fpar train` under torchrun with 2 gloo processes
-against one process; the loop's recipe switches (bf16 autocast, channels_last) on the CPU."""
+against one process; the loop's recipe switches (bf16 autocast, channels_last off and on) on the CPU."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_two_gloo_processes_match_one_process_and_resume_exactly(prepared_root: 
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("switch", ["train.amp=bf16", "train.channels_last=true"])
+@pytest.mark.parametrize("switch", ["train.amp=bf16", "train.channels_last=false"])
 def test_a_train_step_runs_with_the_loop_switches_on_cpu(prepared_root: Path, tmp_path: Path, switch: str) -> None:
     recipe = write_recipe(tmp_path, "rgb_ms", [stage_yaml("s1", ["lstm", "classifier", "ms_head"], 1)])
     out = tmp_path / "run"

@@ -100,6 +100,8 @@ def _train(recipe: WarmupRecipe, console: Console) -> tuple[torch.nn.Module, lis
     device = pick_device(recipe.train)
     seed_everything(recipe.train.seed)
     net = load_resnet34(recipe.model.weights).to(device)
+    if recipe.train.channels_last:  # the convolutions pick the weights' memory format
+        net = net.to(memory_format=torch.channels_last)
     if len(classes) > net.fc.out_features:
         raise ConfigError(f"warm-up: {len(classes)} classes do not fit the backbone's {net.fc.out_features}-way fc")
     check_stage(stage)
