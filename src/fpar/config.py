@@ -7,6 +7,7 @@ YAML file with the sections `data`, `model`, `train` and `stages`; nothing inher
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,22 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fpar.errors import ConfigError, one_line
+
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """`data.workers` when a recipe does not set it: the cores this process may use, shared among the
+    processes torchrun starts on this machine (LOCAL_WORLD_SIZE), at most 8.
+
+    Why not a fixed 2: on a 16-core GPU machine 2 workers left the demo's step waiting for data 41%
+    of its time (docs/bench.md, GPU). Items do not depend on the count (`ClipDataset.set_seed`), so
+    a recipe gives the same results on any machine; the number used is saved with the run's config.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(MAX_DEFAULT_WORKERS, cores // local))
 
 
 @dataclass
@@ -39,7 +56,7 @@ class DataConfig:
     resize: int | None = None  # short side before cropping; None: `resize_side()`'s image_size * 8/7
     exclude_classes: list[str] = field(default_factory=lambda: ["put_tea"])
     batch_size: int = 32
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)  # DataLoader processes per training process
     # Decoded, resized images kept between epochs (`fpar.data.frame_cache`): "auto" (under
     # $FPAR_CACHE_DIR, else ~/.cache/fpar), "off", or a folder. Items are the same bit for bit.
     frame_cache: str = "auto"

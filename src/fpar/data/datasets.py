@@ -28,10 +28,11 @@ A two-stream clip spreads its N frames over the frames by default, or over the f
 Ego-RNN's two-stream dataset does (``rgb_over="flows"``, ``data.two_stream_rgb_over``; see
 `DataConfig` for why the default differs).
 
-Randomness (flip, crop, train flow window) comes from torch's global RNG. DataLoader seeds it in
-every worker from a base seed that it draws from the main process's RNG, so `torch.manual_seed(s)`
-(fpar's ``--seed``) before iterating gives the same items for the same ``num_workers``; with
-``num_workers=0`` the main process's RNG is used directly.
+Randomness (flip, crop, train flow window): after `set_seed(s)` (the trainer calls it every pass
+with the epoch's seed) item i's choices come from a generator seeded by (s, i) alone, so an epoch's
+items are the same whatever the number of DataLoader workers, and `data.workers` can follow the
+machine's cores without changing results. Without a seed they come from torch's global RNG, which
+DataLoader seeds per worker (the same items only for the same ``num_workers``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class ClipDataset(Dataset):
         self.segments = segments
         self.segment_rule = segment_rule
         self.cache = cache
+        self.seed: int | None = None
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         usable = [s for s in samples if s.label in self._class_index]
         reasons = {s.id: unusable_reason(s, self.keys, flow_stack, self.rgb_over) for s in usable}
@@ -106,9 +108,20 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def set_seed(self, seed: int | None) -> None:
+        """Draw item i's random choices from a generator seeded by (`seed`, i); None: torch's global RNG."""
+        self.seed = seed
+
+    def _generator(self, index: int) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        mixed = np.random.SeedSequence([self.seed % 2**64, index]).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(mixed))
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         sample = self.samples[index]
-        params = self.transform.draw()
+        generator = self._generator(index)
+        params = self.transform.draw(generator)
         item: dict[str, torch.Tensor | str] = {
             "label": torch.tensor(self._class_index[sample.label], dtype=torch.int64),
             "sample_id": sample.id,
@@ -120,14 +133,14 @@ class ClipDataset(Dataset):
                 maps = [self._image(sample.mmap(p), gray=True, interpolation=NEAREST) for p in positions]
                 item["mmaps"] = self.transform.mmaps(maps, params)
         if "flow" in self.keys:
-            item["flow"] = self._flow(sample, params)
+            item["flow"] = self._flow(sample, params, generator)
         return item
 
-    def _flow(self, sample: Sample, params: ClipParams) -> torch.Tensor:
+    def _flow(self, sample: Sample, params: ClipParams, generator: torch.Generator | None) -> torch.Tensor:
         if self.segments > 1:
             starts = SEGMENT_RULES[self.segment_rule](sample.n_flows, self.flow_stack, self.segments)
         elif self.transform.train:
-            starts = [train_flow_start(sample.n_flows, self.flow_stack)]
+            starts = [train_flow_start(sample.n_flows, self.flow_stack, generator)]
         else:
             starts = [eval_flow_start(sample.n_flows, self.flow_stack)]
         stacks = [self._flow_stack(sample, start, params) for start in starts]

@@ -214,6 +214,7 @@ class Trainer:
     def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
         """One pass over `dataset`: mean losses and accuracy (summed over processes)."""
         sampler = self.processes.sampler(dataset, shuffle=train, seed=seed)
+        dataset.set_seed(seed)  # items as functions of (seed, index): the same for any number of workers
         loader = DataLoader(dataset, batch_size=self.processes.batch_size(self.plan.recipe.data.batch_size),
                             sampler=sampler, num_workers=self.plan.recipe.data.workers,
                             generator=torch.Generator().manual_seed(seed + self.processes.rank),
