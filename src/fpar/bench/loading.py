@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from fpar.config import DataConfig
 from fpar.data.datasets import DATASETS, ClipDataset, make_dataset
@@ -27,6 +27,7 @@ from fpar.data.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_ST
 from fpar.bench.timing import Repeats, device_sync, load_average
 from fpar.bench.training import STAGE2, Scale, model_config, step_function
 from fpar.models.registry import build_model
+from fpar.train.distributed import Processes
 
 WORKER_COUNTS = (0, 1, 2)
 
@@ -121,15 +122,17 @@ def bench_loading(root, cache: Path, image_size: int, frames: int, batch_size: i
 
 
 def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: int,
-                workers: int = DataConfig().workers) -> dict:
+                workers: int | None = None) -> dict:
     """The demo's `rgb` stage-2 step (bf16 autocast, as configs/demo/rgb.yaml trains) fed by fpar's
-    loader with the default workers: the share of the time spent waiting for data (the target: at
-    most 5%), with a warm frame cache in `cache` and without a cache (as in a first epoch).
+    loader with `workers` (None: the default, `config.default_workers`): the share of the time spent
+    waiting for data (the target: at most 5%), with a warm frame cache in `cache` and without a cache (as in a first epoch).
 
-    As in the trainer, each epoch makes a fresh DataLoader (its workers start, and its first batch
-    is loaded, while the step waits), and an epoch has `batches` batches (the bench's clips
-    repeated; the demo has 12). The first epoch is the warm-up; the second is timed.
+    As in the trainer, one DataLoader keeps its workers across epochs, its sampler giving each
+    epoch's seed (`train.distributed.EpochKeys`), and an epoch has `batches` batches (the bench's
+    clips repeated; the demo has 12). The first epoch (workers starting) is the warm-up; the second,
+    whose first batch still waits for a whole batch to load, is timed.
     """
+    workers = DataConfig().workers if workers is None else workers  # the default: this machine's cores
     model = build_model(model_config("rgb", "two_pass", scale)).to(device)
     step = step_function(model, model, STAGE2, {}, device, bf16=True)
     sync = device_sync(device)
@@ -141,9 +144,12 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                          frame_cache=setting)
         dataset = make_dataset(found.samples, class_names(found.samples), model.input_keys, cfg, train=True)
         dataset.fill_cache()
-        epoch = Subset(dataset, [index % len(dataset) for index in range(batches * scale.batch)])
-        for _ in range(2):
-            loader = DataLoader(epoch, batch_size=scale.batch, shuffle=True, num_workers=workers, drop_last=True)
+        epoch = _Repeated(dataset, batches * scale.batch)
+        keys = Processes().keys(epoch, shuffle=True)
+        loader = DataLoader(epoch, batch_size=scale.batch, sampler=keys, num_workers=workers, drop_last=True,
+                            persistent_workers=workers > 0)
+        for seed in range(2):
+            keys.set_seed(seed)
             waited = stepped = 0.0
             for wait, batch in _timed_batches(loader):
                 start = time.perf_counter()
@@ -153,6 +159,20 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
         result.update({f"{prefix}wait_s_per_batch": waited / batches, f"{prefix}step_s_per_batch": stepped / batches,
                        f"{prefix}wait_share": waited / (waited + stepped)})
     return result | {"load_average": load_average()}
+
+
+class _Repeated(Dataset):
+    """`dataset`'s items over and over, `length` of them, asked for by (seed, index) keys."""
+
+    def __init__(self, dataset: ClipDataset, length: int) -> None:
+        self.dataset, self.length = dataset, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        seed, index = key
+        return self.dataset[(seed, index % len(self.dataset))]
 
 
 def _timed_batches(loader: DataLoader):

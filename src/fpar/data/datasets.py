@@ -28,11 +28,12 @@ A two-stream clip spreads its N frames over the frames by default, or over the f
 Ego-RNN's two-stream dataset does (``rgb_over="flows"``, ``data.two_stream_rgb_over``; see
 `DataConfig` for why the default differs).
 
-Randomness (flip, crop, train flow window): after `set_seed(s)` (the trainer calls it every pass
-with the epoch's seed) item i's choices come from a generator seeded by (s, i) alone, so an epoch's
-items are the same whatever the number of DataLoader workers, and `data.workers` can follow the
-machine's cores without changing results. Without a seed they come from torch's global RNG, which
-DataLoader seeds per worker (the same items only for the same ``num_workers``).
+Randomness (flip, crop, train flow window): an item may be asked for by a key ``(seed, i)`` instead
+of the index i (the trainer's sampler, `train.distributed.EpochKeys`, gives the epoch's seed so);
+its choices then come from a generator seeded by (seed, i) alone, so an epoch's items are the same
+whatever the number of DataLoader workers, and `data.workers` can follow the machine's cores
+without changing results. By a plain index they come from torch's global RNG, which DataLoader
+seeds per worker (the same items only for the same ``num_workers``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ class ClipDataset(Dataset):
         self.segments = segments
         self.segment_rule = segment_rule
         self.cache = cache
-        self.seed: int | None = None
         self._class_index = {name: i for i, name in enumerate(self.classes)}
         usable = [s for s in samples if s.label in self._class_index]
         reasons = {s.id: unusable_reason(s, self.keys, flow_stack, self.rgb_over) for s in usable}
@@ -108,19 +108,11 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def set_seed(self, seed: int | None) -> None:
-        """Draw item i's random choices from a generator seeded by (`seed`, i); None: torch's global RNG."""
-        self.seed = seed
-
-    def _generator(self, index: int) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        mixed = np.random.SeedSequence([self.seed % 2**64, index]).generate_state(1, np.uint64)[0]
-        return torch.Generator().manual_seed(int(mixed))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        """Item `key`: an index, or (seed, index) to draw its random choices from that seed (module doc)."""
+        seed, index = key if isinstance(key, tuple) else (None, key)
         sample = self.samples[index]
-        generator = self._generator(index)
+        generator = None if seed is None else item_generator(seed, index)
         params = self.transform.draw(generator)
         item: dict[str, torch.Tensor | str] = {
             "label": torch.tensor(self._class_index[sample.label], dtype=torch.int64),
@@ -235,6 +227,12 @@ def make_dataset(samples: Sequence[Sample], classes: Sequence[str], needs: Itera
     options = {"rgb_over": cfg.two_stream_rgb_over} if kind is TwoStreamClips else {}
     return kind(samples, classes, transform, frames=cfg.frames, flow_stack=cfg.flow_stack, segments=segments,
                 segment_rule=cfg.segment_rule, cache=FrameCache.from_setting(cfg.frame_cache), **options)
+
+
+def item_generator(seed: int, index: int) -> torch.Generator:
+    """A generator seeded by a mix of (`seed`, `index`): neighbouring pairs give unrelated streams."""
+    mixed = np.random.SeedSequence([seed % 2**64, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed))
 
 
 def _check_choice(option: str, value: str, choices: Iterable[str]) -> None:

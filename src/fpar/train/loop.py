@@ -5,9 +5,10 @@ and accuracy); validation; then the files, state.pt last: metrics.csv, TensorBoa
 and the run's last.pt, and best.pt when validation accuracy improved.
 
 Exact resume. Data order, augmentation draws and dropout are functions of (train.seed, stage
-index, epoch): each epoch reseeds Python, NumPy and torch, and gives the DataLoader a generator
-seeded alike (its shuffling and its workers' seeds come from that). So an epoch boundary has no
-RNG state worth saving; state.pt holds the rest (weights, optimizer, scheduler, GradScaler,
+index, epoch): each epoch reseeds Python, NumPy and torch, and gives the loaders' samplers that
+seed (`distributed.EpochKeys`): the order is a function of it, and each item's draws are a function
+of it and the item's index, whatever the number of workers (which live for the whole run). So an
+epoch boundary has no RNG state worth saving; state.pt holds the rest (weights, optimizer, scheduler, GradScaler,
 stage, epoch, best accuracy, metrics rows), written atomically after the epoch's other files. A
 kill loses at most the epoch in progress, which the resumed run redoes with the same draws, so it
 ends bit-identical to an uninterrupted run on the same device and thread count.
@@ -50,7 +51,7 @@ from fpar.errors import ConfigError
 from fpar.io.atomic import atomic_path, write_atomic
 from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkpoint
 from fpar.models.safe_load import load_weights_only
-from fpar.train.distributed import Processes
+from fpar.train.distributed import EpochKeys, Processes
 from fpar.train.init_from import load_source
 from fpar.train.losses import compute_losses
 from fpar.train.rundir import METRICS_COLUMNS, RunDir
@@ -115,6 +116,8 @@ class Trainer:
         needs = self.model.input_keys
         self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
         self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
+        self.loaders = {"train": self._loader(self.train_set, shuffle=True),
+                        "val": self._loader(self.val_set, shuffle=False)}
         normalization = {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION}
         self.meta = CheckpointMeta(recipe.model, plan.classes, normalization)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
@@ -148,6 +151,7 @@ class Trainer:
         finally:
             if self.writer:
                 self.writer.close()
+            self.loaders.clear()  # their workers end with them
         self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
                            f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
 
@@ -197,9 +201,9 @@ class Trainer:
         start = time.perf_counter()
         lr = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0] * stage.lr  # the `trains` LR now
         set_modes(self.model, self.trained, stage.bn)
-        train = self._pass(self.train_set, seed, train=True, desc=f"{stage.name} {epoch + 1}/{stage.epochs}")
+        train = self._pass("train", seed, train=True, desc=f"{stage.name} {epoch + 1}/{stage.epochs}")
         self.model.eval()
-        val = self._pass(self.val_set, seed, train=False, desc="validation")
+        val = self._pass("val", seed, train=False, desc="validation")
         self.scheduler.step()
         row = {"stage": stage.name, "epoch": epoch + 1, "train_loss": train["loss"], "train_loss_cls": train["cls"],
                "train_loss_ms": train["ms"], "train_acc": train["acc"], "val_loss": val["loss"],
@@ -211,14 +215,23 @@ class Trainer:
                            f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
         return row
 
-    def _pass(self, dataset: ClipDataset, seed: int, train: bool, desc: str) -> dict[str, Any]:
-        """One pass over `dataset`: mean losses and accuracy (summed over processes)."""
-        sampler = self.processes.sampler(dataset, shuffle=train, seed=seed)
-        dataset.set_seed(seed)  # items as functions of (seed, index): the same for any number of workers
+    def _loader(self, dataset: ClipDataset, shuffle: bool) -> tuple[DataLoader, EpochKeys]:
+        """A DataLoader that keeps its workers for the whole run, and its sampler, which `_pass`
+        gives each epoch's seed (items are functions of (seed, index): the same for any number of
+        workers)."""
+        keys, workers = self.processes.keys(dataset, shuffle), self.plan.recipe.data.workers
+        # Its own generator: starting workers draws their base seed from it, never from the global
+        # RNG, whose draws (dropout) must not depend on which epoch the workers started in (resume).
         loader = DataLoader(dataset, batch_size=self.processes.batch_size(self.plan.recipe.data.batch_size),
-                            sampler=sampler, num_workers=self.plan.recipe.data.workers,
-                            generator=torch.Generator().manual_seed(seed + self.processes.rank),
+                            sampler=keys, num_workers=workers, persistent_workers=workers > 0,
+                            generator=torch.Generator().manual_seed(self.cfg.seed + self.processes.rank),
                             pin_memory=self.device.type == "cuda")
+        return loader, keys
+
+    def _pass(self, which: str, seed: int, train: bool, desc: str) -> dict[str, Any]:
+        """One pass over the `which` ("train" or "val") part: mean losses and accuracy (summed over processes)."""
+        loader, keys = self.loaders[which]
+        keys.set_seed(seed)
         forward = self.train_forward if train else self.forward
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
         has_ms = False
