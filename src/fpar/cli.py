@@ -157,7 +157,7 @@ def prepare_verb(
     hand_masks: Annotated[Optional[Path], typer.Option(
         "--hand-masks", help="Folder of masks kept out of the camera estimate: `<video stem>/<frame>.png`, "
                              "white = exclude.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Videos prepared at once.", show_default="all cores")]
+    workers: Annotated[Optional[int], typer.Option(help="Videos prepared (and, with --evaluate, samples scored) at once.", show_default="all cores")]
     = None,
     shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
     = "1/1",
@@ -191,7 +191,7 @@ def prepare_verb(
     if evaluate:
         from fpar.prepare.quality import evaluate as evaluate_root
 
-        quality = evaluate_root(labels_file, out, videos_dir, progress=True)
+        quality = evaluate_root(labels_file, out, videos_dir, progress=True, workers=workers)
         for line in quality.lines():
             console.print(line, highlight=False)
         console.print(f"scores written to {quality.save(out)}", highlight=False, soft_wrap=True)

@@ -28,6 +28,9 @@ def test_synthetic_videos_prepare_cleanly_and_warp_flow_removes_the_camera(tmp_p
     assert quality.camera > 0.5 and quality.plain_residual > 0.5  # the camera moves
     assert quality.residual_ratio < RESIDUAL_TARGET
     assert quality.iou > 0.3  # a loose floor at this tiny size; the real target is measured in docs/prepare.md
+    alone = evaluate(tmp_path / "synth" / "labels.csv", root, workers=1)  # the same scores without a pool
+    for name, value in quality.to_dict().items():
+        assert value == alone.to_dict()[name] or abs(value - alone.to_dict()[name]) <= 1e-9 * abs(value), name
 
 
 def test_prepare_bench_shows_progress_over_methods_and_pairs(capsys) -> None:

@@ -23,7 +23,12 @@ are (area interpolation of the 0/1 mask, moving where >= 0.5), so both speak of 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -114,6 +119,13 @@ class _Totals:
         self.plain += float(np.linalg.norm(plain, axis=2)[background].sum())
         self.warp += float(np.linalg.norm(warp, axis=2)[background].sum())
 
+    def merge(self, other: _Totals) -> None:
+        """Add `other`'s sums (another sample's) to these."""
+        for name in ("pairs", "background", "camera", "plain", "warp", "inter", "union", "predicted", "true"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.homography_errors += other.homography_errors
+        self.frame_ious += other.frame_ious
+
     def add_map(self, predicted: np.ndarray, true: np.ndarray) -> None:
         inter, union = int((predicted & true).sum()), int((predicted | true).sum())
         self.inter, self.union = self.inter + inter, self.union + union
@@ -122,9 +134,12 @@ class _Totals:
             self.frame_ious.append(inter / union)
 
 
-def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: bool = False) -> Quality:
+def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: bool = False,
+             workers: int | None = None) -> Quality:
     """Score every ok sample of `root` listed in `labels`, whose gt lies beside `labels`; `progress`
-    shows a progress bar (samples)."""
+    shows a progress bar (samples). Samples are scored in `workers` processes (None: one per core;
+    the scoring recomputes plain flow and homographies, as costly as preparing); sums are merged in
+    sample order, so the scores do not depend on the count beyond float rounding."""
     settings = load_settings(root)
     if settings is None:
         raise DataError(f"{root}: not prepared by `fpar prepare` (no settings file)")
@@ -132,15 +147,23 @@ def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: boo
     done = [s for s in read_labels(labels, videos) if manifest.get(s.key, {}).get("status") == "ok"]
     if not done:
         raise DataError(f"{root}: no prepared samples of {labels} to evaluate")
-    flow = dense_flow(settings.flow)
-    totals = _Totals()
-    for segment in tqdm(done, unit="sample", desc="evaluate", disable=not progress):
+    jobs = []
+    for segment in done:
         gt = ground_truth_path(Path(labels).parent, segment.source)
         if not gt.is_file():
             raise DataError(f"{gt}: no ground truth for {segment.source}; evaluation needs data made by `fpar synth`")
-        moving, camera = load_ground_truth(gt)
-        _score_sample(root, segment, int(manifest[segment.key]["frames"]), settings, flow,
-                      moving[segment.start:], camera[segment.start:], totals)
+        jobs.append((Path(root), segment, int(manifest[segment.key]["frames"]), settings, gt))
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    totals = _Totals()
+    with ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                                           initializer=cv2.setNumThreads, initargs=(1,)))
+            scored = pool.map(_sample_totals, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+        else:
+            scored = map(_sample_totals, jobs)
+        for sample in tqdm(scored, total=len(jobs), unit="sample", desc="evaluate", disable=not progress):
+            totals.merge(sample)
     return Quality(
         samples=len(done), pairs=totals.pairs, flow=settings.flow,
         camera=totals.camera / max(totals.pairs, 1),
@@ -151,6 +174,22 @@ def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: boo
         iou=totals.inter / max(totals.union, 1),
         mean_iou=float(np.mean(totals.frame_ious)) if totals.frame_ious else 1.0,
         precision=totals.inter / max(totals.predicted, 1), recall=totals.inter / max(totals.true, 1))
+
+
+def _sample_totals(job: tuple[Path, Segment, int, PrepareSettings, Path]) -> _Totals:
+    """One sample's sums (in a worker process, or this one)."""
+    root, segment, frames, settings, gt = job
+    moving, camera = load_ground_truth(gt)
+    totals = _Totals()
+    _score_sample(root, segment, frames, settings, _dense_flow(settings.flow), moving[segment.start:],
+                  camera[segment.start:], totals)
+    return totals
+
+
+@lru_cache(maxsize=None)
+def _dense_flow(method: str) -> DenseFlow:
+    """One flow object per method and process (built once: DIS is fastest reused)."""
+    return dense_flow(method)
 
 
 def _score_sample(root: Path, segment: Segment, frames: int, settings: PrepareSettings, flow: DenseFlow,
