@@ -228,6 +228,30 @@ def prepare_bench_verb(
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
+@data_app.command("cache")
+def data_cache(
+    folder: Annotated[Optional[Path], typer.Option(
+        help="The cache folder (a recipe's data.frame_cache).",
+        show_default="$FPAR_CACHE_DIR/frames, else ~/.cache/fpar/frames")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Delete the cached images (only files the cache "
+                                                        "wrote; nothing else in the folder).")] = False,
+) -> None:
+    """Show where decoded frames are cached between epochs and how much they take, or clear them.
+
+    Training and evaluation keep each image's decoded, resized pixels there after its first read
+    (data.frame_cache: auto, off, or a folder), so later epochs skip PNG decoding; entries of a
+    changed image are not reused. Clearing is always safe: the next epoch decodes again.
+
+    Example: fpar data cache --clear
+    """
+    from fpar.data.frame_cache import FrameCache, default_folder
+
+    cache = FrameCache(folder or default_folder())
+    files, size = cache.clear() if clear else cache.size()
+    verb = "removed" if clear else "holds"
+    console.print(f"frame cache {cache.folder}: {verb} {files} file(s), {size / 2**20:.1f} MiB", highlight=False)
+
+
 @data_app.command("check")
 def data_check(
     root: Annotated[Path, typer.Argument(help="Dataset root: the folder holding processed_frames2/ (course "

@@ -151,3 +151,28 @@ def test_a_folder_that_cannot_be_written_warns_once_and_loading_goes_on(tmp_path
 
 def _no_decoding(*args, **kwargs):
     raise AssertionError("a warm cache decoded an image")
+
+
+def test_size_and_clear_touch_only_the_caches_own_files(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from fpar.cli import app
+
+    folder = tmp_path / "cache"
+    cache = FrameCache(folder)
+    for value in (1, 2):
+        make, _ = _loader(value)
+        cache.load(_image_file(tmp_path / f"{value}.png", value), "v", make)
+    (folder / "notes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.txt").write_text("the user's own file")
+    (folder / "ab").mkdir(exist_ok=True)
+    (folder / "ab" / "mine.npy").write_bytes(b"not the cache's")
+    files, size = cache.size()
+    assert files == 2 and size > 2 * 48
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "elsewhere"))
+    shown = CliRunner().invoke(app, ["data", "cache", "--folder", str(folder)])
+    assert shown.exit_code == 0 and "holds 2 file(s)" in shown.output
+    cleared = CliRunner().invoke(app, ["data", "cache", "--folder", str(folder), "--clear"])
+    assert cleared.exit_code == 0 and "removed 2 file(s)" in cleared.output
+    assert cache.size() == (0, 0)
+    assert (folder / "notes.txt").is_file() and (folder / "ab" / "mine.npy").is_file()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,8 @@ ENV_CACHE_DIR = "FPAR_CACHE_DIR"
 OFF = "off"
 AUTO = "auto"
 FORMAT_VERSION = 1  # part of every key: bump it when what an entry holds changes
+_SUBFOLDER = re.compile(r"[0-9a-f]{2}")
+_FILE = re.compile(r"\.?[0-9a-f]{64}\.npy(\.\d+\.tmp)?")  # an entry, or a temporary one a killed writer left
 
 
 def default_folder() -> Path:
@@ -83,6 +86,31 @@ class FrameCache:
         if self._writable:
             self._write_entry(entry, image)
         return image
+
+    def entries(self) -> list[Path]:
+        """Every file this cache wrote under `folder` (entries and temporary leftovers), nothing else:
+        `clear` must never delete a file of a folder the user pointed here by mistake."""
+        if not self.folder.is_dir():
+            return []
+        return [path for sub in self.folder.iterdir() if sub.is_dir() and _SUBFOLDER.fullmatch(sub.name)
+                for path in sub.iterdir() if path.is_file() and _FILE.fullmatch(path.name)]
+
+    def size(self) -> tuple[int, int]:
+        """(number of files, bytes) held."""
+        files = self.entries()
+        return len(files), sum(path.stat().st_size for path in files)
+
+    def clear(self) -> tuple[int, int]:
+        """Delete what `entries` lists (and subfolders left empty); returns (files, bytes) removed."""
+        files = self.entries()
+        freed = 0
+        for path in files:
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+        for sub in {path.parent for path in files}:
+            if not any(sub.iterdir()):
+                sub.rmdir()
+        return len(files), freed
 
     def _write_entry(self, entry: Path, image: np.ndarray) -> None:
         temp: Path | None = None
