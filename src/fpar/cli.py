@@ -157,8 +157,8 @@ def prepare_verb(
     hand_masks: Annotated[Optional[Path], typer.Option(
         "--hand-masks", help="Folder of masks kept out of the camera estimate: `<video stem>/<frame>.png`, "
                              "white = exclude.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Videos prepared (and, with --evaluate, samples scored) at once.", show_default="all cores")]
-    = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Videos prepared (and, with --evaluate, samples scored) at once.", show_default="all cores")] = None,
     shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
     = "1/1",
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Then score the root against the synthetic ground "

@@ -125,7 +125,8 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                 workers: int | None = None) -> dict:
     """The demo's `rgb` stage-2 step (bf16 autocast, as configs/demo/rgb.yaml trains) fed by fpar's
     loader with `workers` (None: the default, `config.default_workers`): the share of the time spent
-    waiting for data (the target: at most 5%), with a warm frame cache in `cache` and without a cache (as in a first epoch).
+    waiting for data (the target: at most 5%), with a warm frame cache in `cache` and without a
+    cache (as in a first epoch).
 
     As in the trainer, one DataLoader keeps its workers across epochs, its sampler giving each
     epoch's seed (`train.distributed.EpochKeys`), and an epoch has `batches` batches (the bench's

@@ -146,8 +146,9 @@ class ClipDataset(Dataset):
 
     def fill_cache(self) -> int:
         """Put in the cache every image an item can read (RGB frames and maps at their fixed
-        positions, every flow image); returns how many reads it made. After it, even the first epoch reads no
-        PNG: the state many epochs reach, as flow windows are drawn at random. A no-op without a cache."""
+        positions, every flow image); returns how many reads it made. After it even the first epoch
+        decodes no PNG: the state many epochs reach, as flow windows are drawn at random. A no-op
+        without a cache."""
         if self.cache is None:
             return 0
         count = 0
