@@ -21,6 +21,11 @@ from fpar.errors import ConfigError, one_line
 
 
 MAX_DEFAULT_WORKERS = 8
+# Settings that change how fast a run goes, never what it computes (items do not depend on the
+# number of loader workers; cached frames equal decoded ones). A run dir or a search study that
+# checks it holds the same recipe leaves them out: `data.workers` follows the machine's cores, so
+# a run continued on another machine, or under another torchrun size, would otherwise be refused.
+MACHINE_KEYS = frozenset({"data.workers", "data.frame_cache"})
 
 
 def default_workers() -> int:
@@ -28,7 +33,7 @@ def default_workers() -> int:
     processes torchrun starts on this machine (LOCAL_WORLD_SIZE), at most 8.
 
     Why not a fixed 2: on a 16-core GPU machine 2 workers left the demo's step waiting for data 41%
-    of its time (docs/bench.md, GPU). Items do not depend on the count (`ClipDataset.set_seed`), so
+    of its time (docs/bench.md, GPU). Items do not depend on the count (`train.distributed.EpochKeys`), so
     a recipe gives the same results on any machine; the number used is saved with the run's config.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -107,21 +107,22 @@ def _loader(value: int):
 def test_a_changed_source_is_read_afresh(tmp_path: Path) -> None:
     cache, source = FrameCache(tmp_path / "cache"), _image_file(tmp_path / "a.png", 10)
     make, calls = _loader(10)
-    assert cache.load(source, "v", make)[0, 0, 0] == 10
-    assert cache.load(source, "v", make)[0, 0, 0] == 10 and calls == [10]  # second load from the cache
+    assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10
+    assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10 and calls == [10]  # second load from the cache
     _image_file(source, 99)
     os.utime(source, ns=(1, 1))  # a new modification time whatever the clock's resolution
     make, calls = _loader(99)
-    assert cache.load(source, "v", make)[0, 0, 0] == 99 and calls == [99]
+    assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 99 and calls == [99]
     other, calls = _loader(7)
-    assert cache.load(source, "another size", other)[0, 0, 0] == 7 and calls == [7]  # variants kept apart
+    assert cache.load(source, "another size", other, 1, 6)[0, 0, 0] == 7 and calls == [7]  # variants kept apart
 
 
-@pytest.mark.parametrize("content", [b"", b"not an array", "pickle", "float", "flat"])
+@pytest.mark.parametrize("content", [b"", b"not an array", "pickle", "float", "flat", "zip", "huge", "rgb",
+                                     "short", "truncated"])
 def test_a_bad_entry_is_made_again(tmp_path: Path, content) -> None:
     cache, source = FrameCache(tmp_path / "cache"), _image_file(tmp_path / "a.png", 10)
     make, _ = _loader(10)
-    cache.load(source, "v", make)
+    cache.load(source, "v", make, 1, 6)
     (entry,) = (tmp_path / "cache").rglob("*.npy")
     if content == "pickle":
         np.save(entry, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
@@ -129,10 +130,23 @@ def test_a_bad_entry_is_made_again(tmp_path: Path, content) -> None:
         np.save(entry, np.zeros((1, 6, 8)))
     elif content == "flat":
         np.save(entry, np.zeros((6, 8), np.uint8))
+    elif content == "zip":  # np.load would hand back an NpzFile
+        with entry.open("wb") as handle:
+            np.savez(handle, a=np.zeros((1, 6, 8), np.uint8))
+    elif content == "huge":  # a header that claims 40 GB: never allocated
+        with entry.open("wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (1, 200_000, 200_000)})
+    elif content == "rgb":  # 3 channels where a gray image is cached
+        np.save(entry, np.zeros((3, 6, 8), np.uint8))
+    elif content == "short":  # another resize's size
+        np.save(entry, np.zeros((1, 5, 8), np.uint8))
+    elif content == "truncated":
+        entry.write_bytes(entry.read_bytes()[:-5])
     else:
         entry.write_bytes(content)
     make, calls = _loader(10)
-    assert cache.load(source, "v", make)[0, 0, 0] == 10 and calls == [10]
+    assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10 and calls == [10]
     assert np.load(entry, allow_pickle=False).dtype == np.uint8  # rewritten
 
 
@@ -142,10 +156,10 @@ def test_a_folder_that_cannot_be_written_warns_once_and_loading_goes_on(tmp_path
     cache, source = FrameCache(blocker / "cache"), _image_file(tmp_path / "a.png", 10)
     make, calls = _loader(10)
     with pytest.warns(UserWarning, match="cannot write"):
-        assert cache.load(source, "v", make)[0, 0, 0] == 10
+        assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert cache.load(source, "v", make)[0, 0, 0] == 10 and calls == [10, 10]
+        assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10 and calls == [10, 10]
     assert not caught  # warned once, then quiet
 
 
@@ -162,7 +176,7 @@ def test_size_and_clear_touch_only_the_caches_own_files(tmp_path: Path, monkeypa
     cache = FrameCache(folder)
     for value in (1, 2):
         make, _ = _loader(value)
-        cache.load(_image_file(tmp_path / f"{value}.png", value), "v", make)
+        cache.load(_image_file(tmp_path / f"{value}.png", value), "v", make, 1, 6)
     (folder / "notes.txt").parent.mkdir(parents=True, exist_ok=True)
     (folder / "notes.txt").write_text("the user's own file")
     (folder / "ab").mkdir(exist_ok=True)
@@ -176,3 +190,17 @@ def test_size_and_clear_touch_only_the_caches_own_files(tmp_path: Path, monkeypa
     assert cleared.exit_code == 0 and "removed 2 file(s)" in cleared.output
     assert cache.size() == (0, 0)
     assert (folder / "notes.txt").is_file() and (folder / "ab" / "mine.npy").is_file()
+
+
+def test_a_nearly_full_disk_stops_the_cache_before_it_fills_it(tmp_path: Path, monkeypatch) -> None:
+    from collections import namedtuple
+
+    import fpar.data.frame_cache as frame_cache
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda _: usage(10 * 2**30, 9 * 2**30, 2**30 - 1))
+    cache, source = FrameCache(tmp_path / "cache"), _image_file(tmp_path / "a.png", 10)
+    make, calls = _loader(10)
+    with pytest.warns(UserWarning, match="GiB free"):
+        assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10
+    assert cache.size() == (0, 0)

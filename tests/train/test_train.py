@@ -86,8 +86,10 @@ def test_another_recipe_in_the_run_dir_is_refused(rgb_run: RunDir, prepared_root
     recipe = rgb_run.root.parent / "recipe.yaml"
     with pytest.raises(ConfigError, match=r"recipe.yaml: this run dir holds another recipe .*train.alpha"):
         train(recipe, rgb_run.root, overrides(prepared_root, "train.alpha=0.5"))
-    # the same recipe again, or --resume, continues the finished run: nothing is redone
+    # the same recipe again (on a machine with other cores: config.MACHINE_KEYS may differ), or
+    # --resume, continues the finished run: nothing is redone
     train(recipe, rgb_run.root, overrides(prepared_root))
+    train(recipe, rgb_run.root, overrides(prepared_root, "data.workers=1", "data.frame_cache=off"))
     train(None, None, resume=rgb_run.root)
     assert (rgb_run.recipe.read_text(), rgb_run.metrics.read_text()) == before
 

@@ -174,7 +174,7 @@ class ClipDataset(Dataset):
         if self.cache is None:
             return torch.from_numpy(make())
         variant = f"{self.transform.resize}/{'L' if gray else 'RGB'}/{interpolation.value}"
-        return torch.from_numpy(self.cache.load(path, variant, make))
+        return torch.from_numpy(self.cache.load(path, variant, make, 1 if gray else 3, self.transform.resize))
 
 
 class RGBClips(ClipDataset):

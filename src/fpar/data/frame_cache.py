@@ -15,19 +15,25 @@ RGB dataset caches N frames per clip; flow windows are random, so a flow dataset
 every flow image it can draw. Size on disk: C x H x W bytes per entry (64 KB for a 170x128 RGB
 frame, 256 KB at 256 px).
 
-The cache folder is trusted no more than a dataset: entries are read with ``allow_pickle=False``
-and anything that is not a uint8 (1|3, H, W) array is decoded again and rewritten. A folder that
-cannot be written (read-only, disk full) is warned about once per process and loading goes on
-without caching.
+The cache folder is trusted no more than a dataset: an entry's .npy header is checked before its
+pixels are read (uint8, the channels and short side the image would have, exactly that many
+bytes), and anything else is decoded again and rewritten. A folder that cannot be written
+(read-only, or less than 2 GiB free on its disk: the cache must not fill the disk checkpoints
+go to) is warned about once per process and loading goes on without caching. `fpar data cache`
+shows the size, `--clear` deletes the entries (only files named as the cache names them).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import secrets
+import shutil
 import warnings
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +45,8 @@ OFF = "off"
 AUTO = "auto"
 FORMAT_VERSION = 1  # part of every key: bump it when what an entry holds changes
 _SUBFOLDER = re.compile(r"[0-9a-f]{2}")
-_FILE = re.compile(r"\.?[0-9a-f]{64}\.npy(\.\d+\.tmp)?")  # an entry, or a temporary one a killed writer left
+_FILE = re.compile(r"\.?[0-9a-f]{64}\.npy(\.\d+-[0-9a-f]{8}\.tmp)?")  # an entry, or a killed writer's temporary one
+MIN_FREE_BYTES = 2 * 2**30  # below this much free space on its disk the cache stops writing
 
 
 def default_folder() -> Path:
@@ -66,11 +73,13 @@ class FrameCache:
             return None
         return cls(default_folder() if setting == AUTO else Path(setting).expanduser())
 
-    def load(self, source: Path, variant: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+    def load(self, source: Path, variant: str, make: Callable[[], np.ndarray], channels: int,
+             short_side: int) -> np.ndarray:
         """The entry for `source` resized as `variant` describes, made by `make` when absent or bad.
 
         `make` decodes and resizes (and raises the DataError naming `source` if it cannot); a
-        source that cannot be stat'ed is left to it too.
+        source that cannot be stat'ed is left to it too. An entry is used only if it holds what
+        `make` would: uint8 (`channels`, H, W) with min(H, W) = `short_side`.
         """
         try:
             stat = source.stat()
@@ -79,7 +88,7 @@ class FrameCache:
         identity = f"{FORMAT_VERSION}\0{os.path.abspath(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{variant}"
         digest = hashlib.sha256(identity.encode()).hexdigest()
         entry = self.folder / digest[:2] / f"{digest}.npy"
-        cached = _read_entry(entry)
+        cached = _read_entry(entry, channels, short_side)
         if cached is not None:
             return cached
         image = make()
@@ -97,43 +106,75 @@ class FrameCache:
 
     def size(self) -> tuple[int, int]:
         """(number of files, bytes) held."""
-        files = self.entries()
-        return len(files), sum(path.stat().st_size for path in files)
+        files = [(path, _size(path)) for path in self.entries()]
+        return len(files), sum(size for _, size in files)
 
     def clear(self) -> tuple[int, int]:
-        """Delete what `entries` lists (and subfolders left empty); returns (files, bytes) removed."""
+        """Delete what `entries` lists (and subfolders left empty); returns (files, bytes) removed.
+        Safe beside a run that is writing: a file gone meanwhile is skipped, and a writer whose
+        temporary file disappears just leaves that image uncached."""
         files = self.entries()
         freed = 0
         for path in files:
-            freed += path.stat().st_size
+            freed += _size(path)
             path.unlink(missing_ok=True)
         for sub in {path.parent for path in files}:
-            if not any(sub.iterdir()):
+            with suppress(OSError):  # not empty: a writer put a file there meanwhile
                 sub.rmdir()
         return len(files), freed
 
     def _write_entry(self, entry: Path, image: np.ndarray) -> None:
-        temp: Path | None = None
+        """Write `entry` atomically; stop caching (one warning) where the folder cannot be written
+        or its disk is nearly full: a cache must never fill the disk that checkpoints go to."""
+        temp = entry.with_name(f".{entry.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
-            temp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+            if shutil.disk_usage(entry.parent).free < MIN_FREE_BYTES:
+                raise OSError(errno.ENOSPC, f"less than {MIN_FREE_BYTES // 2**30} GiB free")
             with temp.open("wb") as handle:
                 np.save(handle, np.ascontiguousarray(image), allow_pickle=False)
             os.replace(temp, entry)
+        except FileNotFoundError:  # `clear` removed the subfolder or the temporary file meanwhile
+            _remove(temp)
         except OSError as exc:
             self._writable = False
-            if temp is not None:
-                temp.unlink(missing_ok=True)
+            _remove(temp)
             warnings.warn(f"frame cache {self.folder}: cannot write ({exc.strerror or exc}); "
                           "loading goes on without caching", stacklevel=3)
 
 
-def _read_entry(entry: Path) -> np.ndarray | None:
-    """The array in `entry`, or None when it is missing or not a uint8 (1|3, H, W) array."""
+def _remove(path: Path) -> None:
+    with suppress(OSError):
+        path.unlink()
+
+
+def _size(path: Path) -> int:
     try:
-        array = np.load(entry, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        return path.stat().st_size
+    except FileNotFoundError:  # removed meanwhile (a writer's rename, another clear)
+        return 0
+
+
+def _read_entry(entry: Path, channels: int, short_side: int) -> np.ndarray | None:
+    """The array in `entry`, or None when it is missing or anything but a .npy file holding uint8
+    (`channels`, H, W) with min(H, W) = `short_side` and exactly that many bytes.
+
+    The header is checked before any pixel is read, so a crafted entry can neither allocate a
+    huge array nor hand over another kind of file (np.load would open a zip archive)."""
+    try:
+        with entry.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                return None
+            shape, fortran, dtype = read_header(handle)
+            if (dtype != np.uint8 or fortran or len(shape) != 3 or shape[0] != channels
+                    or min(shape[1:]) != short_side):
+                return None
+            count = shape[0] * shape[1] * shape[2]
+            if os.fstat(handle.fileno()).st_size - handle.tell() != count:
+                return None
+            return np.fromfile(handle, dtype=np.uint8, count=count).reshape(shape)
+    except Exception:  # noqa: BLE001 - an unreadable or malformed entry is a miss, whatever the reason
         return None
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[0] not in (1, 3) or 0 in array.shape:
-        return None
-    return array

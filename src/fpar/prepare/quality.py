@@ -137,7 +137,7 @@ class _Totals:
 def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: bool = False,
              workers: int | None = None) -> Quality:
     """Score every ok sample of `root` listed in `labels`, whose gt lies beside `labels`; `progress`
-    shows a progress bar (samples). Samples are scored in `workers` processes (None: one per core;
+    shows a progress bar (samples). Samples are scored in `workers` processes (None: one per usable core;
     the scoring recomputes plain flow and homographies, as costly as preparing); sums are merged in
     sample order, so the scores do not depend on the count beyond float rounding."""
     settings = load_settings(root)
@@ -153,7 +153,8 @@ def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: boo
         if not gt.is_file():
             raise DataError(f"{gt}: no ground truth for {segment.source}; evaluation needs data made by `fpar synth`")
         jobs.append((Path(root), segment, int(manifest[segment.key]["frames"]), settings, gt))
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores if workers is None else workers, len(jobs))
     totals = _Totals()
     with ExitStack() as stack:
         if workers > 1:

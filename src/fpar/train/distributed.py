@@ -125,7 +125,8 @@ class EpochKeys(Sampler[tuple[int, int]]):
     Why keys: the trainer's DataLoader keeps its workers from epoch to epoch (persistent_workers:
     starting 8 of them every pass cost more than the GPU's steps), and workers never see changes
     the main process makes later; so the epoch's seed travels with each index, and `ClipDataset`
-    draws the item's random choices from it.
+    draws the item's random choices from it. (The few samples DistributedSampler repeats to even
+    out the ranks therefore repeat with the same crop and flip.)
     """
 
     def __init__(self, processes: Processes, dataset: Dataset, shuffle: bool) -> None:
