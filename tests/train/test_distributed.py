@@ -71,9 +71,12 @@ def metrics(run: RunDir) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_and_resume_exactly(prepared_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1])  # 1: each rank's loaders keep a worker for the whole run
+def test_two_gloo_processes_match_one_process_and_resume_exactly(prepared_root: Path, tmp_path: Path,
+                                                                 workers: int) -> None:
     # 20 training clips, global batch 4: 5 steps an epoch, 2 clips per rank per step
-    args = [str(ddp_recipe(tmp_path)), f"data.root={prepared_root}", *TINY, "train.device=cpu"]
+    args = [str(ddp_recipe(tmp_path)), f"data.root={prepared_root}", *TINY, "train.device=cpu",
+            f"data.workers={workers}"]
     one, two, cut = (RunDir(tmp_path / name) for name in ("one", "two", "cut"))
     for run, processes in ((one, 1), (two, 2)):
         done = launch([*args, "--out", str(run.root)], tmp_path / f"{run.root.name}-weights", processes)
