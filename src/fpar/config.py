@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fpar.errors import ConfigError, one_line
+from fpar.options import usable_cores
 
 
 MAX_DEFAULT_WORKERS = 8
@@ -36,9 +37,8 @@ def default_workers() -> int:
     of its time (docs/bench.md, GPU). Items do not depend on the count (`train.distributed.EpochKeys`), so
     a recipe gives the same results on any machine; the number used is saved with the run's config.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(MAX_DEFAULT_WORKERS, cores // local))
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores() // local))
 
 
 @dataclass
@@ -255,6 +255,15 @@ def _apply_override(merged: Any, item: str) -> Any:
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain dict of a config dataclass, for checkpoints and run dirs (YAML/JSON safe)."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+
+
+def comparable(recipe: Recipe) -> dict[str, Any]:
+    """`to_dict(recipe)` without `MACHINE_KEYS`: what a run dir or a study checks it holds again."""
+    values = to_dict(recipe)
+    for key in MACHINE_KEYS:
+        section, name = key.split(".")
+        values[section].pop(name, None)
+    return values
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:

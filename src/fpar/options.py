@@ -6,6 +6,7 @@ A bad value raises ConfigError naming the option value and what was expected.
 
 from __future__ import annotations
 
+import os
 import re
 
 from fpar.errors import ConfigError
@@ -18,6 +19,11 @@ FLOW_METHODS = ("dis", "tvl1", "farneback")
 DEFAULT_FLOW = "dis"
 DEFAULT_BOUND = 20.0
 DEFAULT_FRAME_SIZE: Size = (320, 240)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's or a job's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def parse_size(text: str, allow_native: bool = False) -> Size | None:

@@ -156,9 +156,10 @@ class ClipDataset(Dataset):
             if "rgb" in self.keys:
                 for p in frame_positions(sample.rgb_span(self.rgb_over), self.frames):
                     self._image(sample.frame(p))
+                    count += 1
                     if "mmaps" in self.keys:
                         self._image(sample.mmap(p), gray=True, interpolation=NEAREST)
-                    count += 2 if "mmaps" in self.keys else 1
+                        count += 1
             if "flow" in self.keys:
                 for p in range(sample.n_flows):
                     self._image(sample.flow("x", p), gray=True)

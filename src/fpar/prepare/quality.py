@@ -23,7 +23,6 @@ are (area interpolation of the 0/1 mask, moving where >= 0.5), so both speak of 
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from fpar.errors import DataError
 from fpar.io.atomic import write_atomic
 from fpar.prepare.flow import DenseFlow, dense_flow, dequantise, estimate_homography, quantise, to_gray
 from fpar.io.labels import Segment, read_labels
+from fpar.options import usable_cores
 from fpar.prepare.motion_maps import is_moving
 from fpar.prepare.settings import PrepareSettings, load_settings
 
@@ -153,8 +153,7 @@ def evaluate(labels: Path, root: Path, videos: Path | None = None, progress: boo
         if not gt.is_file():
             raise DataError(f"{gt}: no ground truth for {segment.source}; evaluation needs data made by `fpar synth`")
         jobs.append((Path(root), segment, int(manifest[segment.key]["frames"]), settings, gt))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cores if workers is None else workers, len(jobs))
+    workers = min(usable_cores() if workers is None else workers, len(jobs))
     totals = _Totals()
     with ExitStack() as stack:
         if workers > 1:

@@ -8,8 +8,9 @@ Exact resume. Data order, augmentation draws and dropout are functions of (train
 index, epoch): each epoch reseeds Python, NumPy and torch, and gives the loaders' samplers that
 seed (`distributed.EpochKeys`): the order is a function of it, and each item's draws are a function
 of it and the item's index, whatever the number of workers (which live for the whole run). So an
-epoch boundary has no RNG state worth saving; state.pt holds the rest (weights, optimizer, scheduler, GradScaler,
-stage, epoch, best accuracy, metrics rows), written atomically after the epoch's other files. A
+epoch boundary has no RNG state worth saving; state.pt holds the rest (weights, optimizer,
+scheduler, GradScaler, stage, epoch, best accuracy, metrics rows), written atomically after the
+epoch's other files. A
 kill loses at most the epoch in progress, which the resumed run redoes with the same draws, so it
 ends bit-identical to an uninterrupted run on the same device and thread count.
 
@@ -229,7 +230,8 @@ class Trainer:
         return loader, keys
 
     def _pass(self, which: str, seed: int, train: bool, desc: str) -> dict[str, Any]:
-        """One pass over the `which` ("train" or "val") part: mean losses and accuracy (summed over processes)."""
+        """One pass over the `which` ("train" or "val") part: mean losses and accuracy (summed over
+        processes)."""
         loader, keys = self.loaders[which]
         keys.set_seed(seed)
         forward = self.train_forward if train else self.forward

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from torch import nn
 
-from fpar.config import MACHINE_KEYS, Recipe, load_recipe, to_dict
+from fpar.config import Recipe, comparable, load_recipe, to_dict
 from fpar.data.layout import Discovery, Split, class_names, discover, split_by_user
 from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
@@ -134,9 +134,8 @@ def claim_dir(run: RunDir, recipe: Recipe) -> bool:
     if run.root.exists() and not run.root.is_dir():
         raise ConfigError(f"--out {run.root}: a file, not a run dir; choose a folder")
     if run.recipe.is_file():
-        stored, wanted = _flat(to_dict(load_recipe(run.recipe, schema=type(recipe)))), _flat(to_dict(recipe))
-        differ = sorted(k for k in stored.keys() | wanted.keys()
-                        if k not in MACHINE_KEYS and stored.get(k) != wanted.get(k))
+        stored, wanted = _flat(comparable(load_recipe(run.recipe, schema=type(recipe)))), _flat(comparable(recipe))
+        differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
         if differ:
             raise ConfigError(f"{run.recipe}: this run dir holds another recipe (it differs in {', '.join(differ)}); "
                               f"continue it with `fpar train --resume {run.root}` or choose a new --out")

@@ -41,7 +41,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from fpar.config import MACHINE_KEYS, Recipe, load_recipe, to_dict
+from fpar.config import Recipe, comparable, load_recipe, to_dict
 from fpar.errors import ConfigError, one_line
 from fpar.io.atomic import write_atomic
 from fpar.train.run import ALL_USERS, make_plan, resolved, train_run
@@ -163,11 +163,8 @@ def search_alpha(recipe: str | Path, out: Path, trials: int, overrides: list[str
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{out / STORAGE_NAME}"
     study_name = study_name or f"alpha-{Path(recipe).stem}"
-    searched = to_dict(base)
-    for key in MACHINE_KEYS:  # workers on machines of other sizes share one study
-        section, name = key.split(".")
-        searched[section].pop(name, None)
-    recipe_text = OmegaConf.to_yaml(searched) + f"tune_lr: {tune_lr}\nalpha_range: {list(alpha_range)}\n"
+    # without MACHINE_KEYS: workers on machines of other sizes share one study
+    recipe_text = OmegaConf.to_yaml(comparable(base)) + f"tune_lr: {tune_lr}\nalpha_range: {list(alpha_range)}\n"
     study = open_study(storage, study_name, recipe_text, trials, seed, pruner)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
