@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 from fpar.bench.reference import ReferenceStyle
-from fpar.bench.run import SECTIONS, problems
+from fpar.bench.run import DEMO, SECTIONS, problems
 from fpar.bench.timing import Repeats, interleaved
 from fpar.bench.training import STAGES
 from fpar.cli import app
-from fpar.config import ModelConfig
+from fpar.config import ModelConfig, load_recipe
 from fpar.data.datasets import DATASETS
 from fpar.data.frame_cache import ENV_CACHE_DIR
 from fpar.explain.cam import METHODS
@@ -114,3 +114,11 @@ def test_only_runs_the_asked_sections_and_checks_just_those(tmp_path: Path) -> N
     assert problems(report) == []
     report["sections"] = ["loading", "cam"]
     assert problems(report) == ["section 'cam' is missing or empty"]
+
+
+def test_demo_scale_is_the_demo_recipes_size() -> None:
+    """The bench's "demo" rows time what `fpar demo` trains: the RGB recipe's frames, side, batch and
+    ConvLSTM size (a mismatch once had the bench time a 64-channel cell against the demo's 128)."""
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "configs" / "demo" / "rgb.yaml")
+    assert (DEMO.frames, DEMO.image_size, DEMO.batch, DEMO.mem_size) == (
+        recipe.data.frames, recipe.data.image_size, recipe.data.batch_size, recipe.model.mem_size)

@@ -1,4 +1,4 @@
-"""Parts: backbone outputs and weights, flow input adaptation, the flow flip convention."""
+"""Parts: backbone outputs and weights, the ConvLSTM cell, flow input adaptation, the flow flip convention."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from torchvision.models import ResNet34_Weights, resnet34
 
 from fpar.data.transforms import FLOW_MEAN, FLOW_STD, ClipParams, ClipTransform
 from fpar.errors import CheckpointError
+from fpar.bench.reference import eight_conv_step
 from fpar.models.backbone import build_backbone, layer4_side
+from fpar.models.convlstm import ConvLSTMCell
 
 IMAGENET_FILE = Path(ResNet34_Weights.IMAGENET1K_V1.url).name
 
@@ -138,3 +140,21 @@ def test_flow_flip_agrees_with_the_data_layer() -> None:
     raw = torch.cat([plane for pair in zip(xs, ys) for plane in pair])  # x1, y1, x2, y2, ...
     expected = (hflip_flow_stack(raw).float() / 255 - FLOW_MEAN) / FLOW_STD
     torch.testing.assert_close(flipped, expected)
+
+
+@pytest.mark.parametrize(("hidden", "convolutions"), [(64, 1), (256, 2), (512, 4)])
+def test_convlstm_gate_groups_compute_the_per_gate_cell(hidden: int, convolutions: int) -> None:
+    """Whatever the grouping of its gates (all four in one convolution, two pairs, one each), the
+    cell computes Ego-RNN's eight-convolution step, on channels_last inputs too."""
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(32, hidden)
+    for conv in cell.h_convs.values():  # nonzero hidden-state weights matter from step 2 on
+        torch.nn.init.normal_(conv.weight, std=0.02)
+    steps = [torch.randn(2, 32, 4, 4).contiguous(memory_format=torch.channels_last) for _ in range(3)]
+    state = cell.initial_state(steps[0])
+    for x in steps:
+        state = eight_conv_step(cell, x, state)
+    h, c = cell.run(steps)
+    assert len(cell._groups()) == convolutions
+    torch.testing.assert_close(h, state[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c, state[1], rtol=1e-5, atol=1e-5)

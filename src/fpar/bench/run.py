@@ -60,7 +60,7 @@ QUICK = Plan(prepare_size=(128, 96), prepare_clips=2, prepare_frames=8, prepare_
              loading_batches=2, scales=(Scale("quick", 64, 2, 1, 16),), demo=Scale("quick", 64, 2, 2, 16),
              variants=("fp32", "bf16"), matmul_size=512, cam_seconds=0.5, cam_fps=16, cam_size=(128, 96),
              repeats=Repeats(warmup=1, repeats=1), cam_repeats=1)
-DEMO = Scale("demo", 112, 7, 8, 64)
+DEMO = Scale("demo", 112, 7, 8, 128)
 REFERENCE = Scale("224", 224, 7, 2, 512)
 FULL = Plan(prepare_size=(320, 240), prepare_clips=8, prepare_frames=48, prepare_workers=(1, 2),
             flow_methods=("dis", "farneback"), loading_batches=12, scales=(DEMO, REFERENCE), demo=DEMO,

@@ -50,7 +50,7 @@ EQUAL_TOLERANCE = 1e-4  # relative to the largest logit, fp32 fpar vs reference 
 
 @dataclass(frozen=True)
 class Scale:
-    """One size of the bench: the demo's recipes (112, mem 64, batch 8) or the reference's (224)."""
+    """One size of the bench: the demo's recipes (112, mem 128, batch 8; configs/demo) or the reference's (224)."""
 
     name: str
     image_size: int

@@ -106,15 +106,19 @@ def check_stage(stage: StageConfig) -> None:
 
 
 def make_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> torch.optim.Optimizer:
-    """Adam or SGD over the trained parameters, one param group per distinct LR."""
+    """Adam or SGD over the trained parameters, one param group per distinct LR.
+
+    `fused`: one kernel updates all parameters. On this 2-core CPU Adam's default per-tensor loop
+    took 22 ms a step for the ConvLSTM's 19M parameters, the fused kernel 5 ms (SGD 6.5 -> 2.9).
+    """
     by_lr: dict[float, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if name in lrs:
             by_lr.setdefault(lrs[name], []).append(param)
     groups = [{"params": params, "lr": lr} for lr, params in by_lr.items()]
     if stage.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay, eps=stage.eps)
-    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+        return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay, eps=stage.eps, fused=True)
+    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay, fused=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> torch.optim.lr_scheduler.LRScheduler:
