@@ -34,7 +34,7 @@ def default_workers() -> int:
     processes torchrun starts on this machine (LOCAL_WORLD_SIZE), at most 8.
 
     Why not a fixed 2: on a 16-core GPU machine 2 workers left the demo's step waiting for data 41%
-    of its time (docs/bench.md, GPU). Items do not depend on the count (`train.distributed.EpochKeys`), so
+    of its time (docs/bench.md, GPU). Items do not depend on the count (`train.batches.RunBatches`), so
     a recipe gives the same results on any machine; the number used is saved with the run's config.
     """
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))

@@ -1,28 +1,35 @@
-"""Items asked for by (seed, index) keys (`EpochKeys`) depend on those alone, not on the DataLoader's workers."""
+"""Items asked for by (seed, index) keys depend on those alone, not on the DataLoader's workers; the
+run's loader (`train.batches.RunBatches`) gives each pass its own seed and loads ahead across passes."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from fpar.config import DataConfig, default_workers
 from fpar.data.datasets import make_dataset
 from fpar.data.layout import class_names, discover
+from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
 
 
-def _batches(root: Path, workers: int, seed: int) -> list[dict]:
+def _dataset(root: Path):
     samples = discover(root).samples
     cfg = DataConfig(frames=3, flow_stack=2, image_size=32, resize=40, frame_cache="off")
-    dataset = make_dataset(samples, class_names(samples), {"rgb", "flow"}, cfg, train=True)
-    keys = Processes().keys(dataset, shuffle=True)
-    keys.set_seed(seed)
+    return make_dataset(samples, class_names(samples), {"rgb", "flow"}, cfg, train=True)
+
+
+def _batches(root: Path, workers: int, seed: int) -> list[dict]:
     torch.manual_seed(123)  # what would seed the workers' global RNG
-    loader = DataLoader(dataset, batch_size=4, sampler=keys, num_workers=workers, persistent_workers=workers > 0)
-    return list(loader)
+    run = RunBatches(Processes(), {"train": _dataset(root)}, 4, [Pass("train", seed)], workers, seed=0)
+    count, batches = run.take(Pass("train", seed))
+    out = list(batches)
+    run.close()
+    assert len(out) == count
+    return out
 
 
 def _same(a: list[dict], b: list[dict]) -> bool:
@@ -38,23 +45,29 @@ def test_items_are_the_same_for_any_number_of_workers(prepared_root: Path) -> No
     assert _same(_batches(prepared_root, 0, seed=6), _batches(prepared_root, 0, seed=6))
 
 
-def test_a_persistent_loader_follows_each_epochs_seed(prepared_root: Path) -> None:
-    """Workers that live across epochs still get each epoch's seed: it travels with the keys."""
-    samples = discover(prepared_root).samples
-    cfg = DataConfig(frames=3, flow_stack=2, image_size=32, resize=40, frame_cache="off")
-    dataset = make_dataset(samples, class_names(samples), {"rgb", "flow"}, cfg, train=True)
-    keys = Processes().keys(dataset, shuffle=True)
-    loader = DataLoader(dataset, batch_size=4, sampler=keys, num_workers=2, persistent_workers=True)
-    epochs = []
-    for seed in (5, 6):
-        keys.set_seed(seed)
-        epochs.append(list(loader))
-    for seed, batches in zip((5, 6), epochs):
-        order = list(Processes().sampler(dataset, shuffle=True, seed=seed))
-        expected = [dataset[(seed, index)] for index in order]  # in this process, straight from the seed
-        got = [{k: v[i] for k, v in batch.items()} for batch in batches for i in range(len(batch["label"]))]
-        assert [g["sample_id"] for g in got] == [e["sample_id"] for e in expected]
-        assert all(torch.equal(g["rgb"], e["rgb"]) and torch.equal(g["flow"], e["flow"]) for g, e in zip(got, expected))
+def test_the_run_loader_gives_each_pass_its_seed_and_parts_in_order(prepared_root: Path) -> None:
+    """Workers that load ahead across passes still give each pass its own part and seed, in the
+    order a DataLoader over that pass alone would (training shuffled by its seed, validation in order)."""
+    train, val = _dataset(prepared_root), _dataset(prepared_root)
+    passes = [Pass("train", 5), Pass("val", 5), Pass("train", 6)]
+    run = RunBatches(Processes(), {"train": train, "val": val}, 4, passes, workers=2, seed=0)
+    got = {}
+    for step in passes:
+        count, batches = run.take(step)
+        got[step] = list(batches)
+        assert len(got[step]) == count
+    with pytest.raises(RuntimeError, match="out of order"):
+        run.take(Pass("val", 6))
+    assert multiprocessing.active_children()  # its workers, loading ahead
+    run.close()
+    assert not multiprocessing.active_children()  # ended by close, not left to the garbage collector
+    for step in passes:
+        order = list(Processes().sampler(train, shuffle=True, seed=step.seed)) if step.part == "train" else range(len(val))
+        expected = [(train if step.part == "train" else val)[(step.seed, index)] for index in order]
+        items = [{k: v[i] for k, v in batch.items()} for batch in got[step] for i in range(len(batch["label"]))]
+        assert [g["sample_id"] for g in items] == [e["sample_id"] for e in expected]
+        assert all(torch.equal(g["rgb"], e["rgb"]) and torch.equal(g["flow"], e["flow"]) for g, e in zip(items, expected))
+    assert [len(b["label"]) for b in got[passes[0]]][:-1] == [4] * (len(got[passes[0]]) - 1)
 
 
 def test_default_workers_share_the_cores_among_local_processes(monkeypatch) -> None:

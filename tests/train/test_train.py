@@ -145,3 +145,27 @@ def test_feedback_model_from_an_rgb_ms_run(rgb_run: RunDir, prepared_root: Path,
     stats = [k for k in start if "running_" in k]
     assert stats and all(torch.equal(start[k], end[k]) for k in stats)  # BN kept in eval mode
     assert end["streams.rgb.feedback.gamma.2.weight"].abs().sum() > 0  # the zero-initialised conv learned
+
+
+def test_a_pass_that_raises_ends_the_loader_workers(prepared_root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in the middle of a pass propagates, and the run's loader workers end with it
+    (they are ended by the trainer, not left alive by the traceback's frames)."""
+    import multiprocessing
+
+    import fpar.train.loop
+
+    real, calls = fpar.train.loop.compute_losses, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise FloatingPointError("a NaN, say")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpar.train.loop, "compute_losses", failing)
+    recipe = write_recipe(tmp_path, "rgb", [stage_yaml("s1", ["lstm", "classifier"], 2)])
+    with pytest.raises(FloatingPointError) as raised:
+        train(recipe, tmp_path / "run", overrides(prepared_root, "data.workers=1"))
+    assert raised.traceback  # the frames are still referenced here
+    assert not multiprocessing.active_children()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from fpar.data.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_ST
 from fpar.bench.timing import Repeats, device_sync, load_average
 from fpar.bench.training import STAGE2, Scale, model_config, step_function
 from fpar.models.registry import build_model
+from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
 
 WORKER_COUNTS = (0, 1, 2)
@@ -128,10 +130,9 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
     waiting for data (the target: at most 5%), with a warm frame cache in `cache` and without a
     cache (as in a first epoch).
 
-    As in the trainer, one DataLoader keeps its workers across epochs, its sampler giving each
-    epoch's seed (`train.distributed.EpochKeys`), and an epoch has `batches` batches (the bench's
-    clips repeated; the demo has 12). The first epoch (workers starting) is the warm-up; the second,
-    whose first batch still waits for a whole batch to load, is timed.
+    As in the trainer, one `train.batches.RunBatches` serves every pass, loading ahead across them,
+    and an epoch has `batches` batches (the bench's clips repeated; the demo has 12). The first
+    epoch (workers starting) is the warm-up; the second is timed.
     """
     workers = DataConfig().workers if workers is None else workers  # the default: this machine's cores
     model = build_model(model_config("rgb", "two_pass", scale)).to(device)
@@ -145,18 +146,19 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                          frame_cache=setting)
         dataset = make_dataset(found.samples, class_names(found.samples), model.input_keys, cfg, train=True)
         dataset.fill_cache()
-        epoch = _Repeated(dataset, batches * scale.batch)
-        keys = Processes().keys(epoch, shuffle=True)
-        loader = DataLoader(epoch, batch_size=scale.batch, sampler=keys, num_workers=workers, drop_last=True,
-                            persistent_workers=workers > 0)
-        for seed in range(2):
-            keys.set_seed(seed)
-            waited = stepped = 0.0
-            for wait, batch in _timed_batches(loader):
-                start = time.perf_counter()
-                step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
-                sync()
-                waited, stepped = waited + wait, stepped + time.perf_counter() - start
+        epochs = [Pass("train", seed) for seed in range(2)]
+        run = RunBatches(Processes(), {"train": _Repeated(dataset, batches * scale.batch)}, scale.batch, epochs,
+                         workers, seed=0)
+        try:
+            for epoch in epochs:
+                waited = stepped = 0.0
+                for wait, batch in _timed_batches(run.take(epoch)[1]):
+                    start = time.perf_counter()
+                    step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+                    sync()
+                    waited, stepped = waited + wait, stepped + time.perf_counter() - start
+        finally:
+            run.close()
         result.update({f"{prefix}wait_s_per_batch": waited / batches, f"{prefix}step_s_per_batch": stepped / batches,
                        f"{prefix}wait_share": waited / (waited + stepped)})
     return result | {"load_average": load_average()}
@@ -176,11 +178,10 @@ class _Repeated(Dataset):
         return self.dataset[(seed, index % len(self.dataset))]
 
 
-def _timed_batches(loader: DataLoader):
-    """(seconds waited, batch) for each batch of `loader`, the wait counted from asking for the
-    iterator (which starts the workers)."""
+def _timed_batches(batches: Iterator[dict]) -> Iterator[tuple[float, dict]]:
+    """(seconds waited, batch) for each of `batches`, the first wait counted from this call."""
     start = time.perf_counter()
-    iterator = iter(loader)
+    iterator = iter(batches)
     while True:
         batch = next(iterator, None)
         if batch is None:

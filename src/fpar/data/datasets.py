@@ -29,7 +29,7 @@ Ego-RNN's two-stream dataset does (``rgb_over="flows"``, ``data.two_stream_rgb_o
 `DataConfig` for why the default differs).
 
 Randomness (flip, crop, train flow window): an item may be asked for by a key ``(seed, i)`` instead
-of the index i (the trainer's sampler, `train.distributed.EpochKeys`, gives the epoch's seed so);
+of the index i (the trainer's loader, `train.batches.RunBatches`, gives the epoch's seed so);
 its choices then come from a generator seeded by (seed, i) alone, so an epoch's items are the same
 whatever the number of DataLoader workers, and `data.workers` can follow the machine's cores
 without changing results. By a plain index they come from torch's global RNG, which DataLoader

@@ -62,10 +62,6 @@ class Processes:
             return None
         return list(range(self.rank, len(dataset), self.world_size))  # type: ignore[arg-type]
 
-    def keys(self, dataset: Dataset, shuffle: bool) -> EpochKeys:
-        """A sampler of this rank's share of `dataset` as (seed, index) keys (`EpochKeys`)."""
-        return EpochKeys(self, dataset, shuffle)
-
     def batch_size(self, global_batch: int) -> int:
         """This rank's share of the global batch `data.batch_size`."""
         if global_batch % self.world_size:
@@ -116,32 +112,3 @@ def from_environment(device: torch.device) -> Iterator[Processes]:
         yield processes
     finally:
         dist.destroy_process_group()
-
-
-class EpochKeys(Sampler[tuple[int, int]]):
-    """This rank's share of a dataset (`Processes.sampler`) for the epoch `set_seed` chose, as
-    (seed, index) keys.
-
-    Why keys: the trainer's DataLoader keeps its workers from epoch to epoch (persistent_workers:
-    starting 8 of them every pass cost more than the GPU's steps), and workers never see changes
-    the main process makes later; so the epoch's seed travels with each index, and `ClipDataset`
-    draws the item's random choices from it. (The few samples DistributedSampler repeats to even
-    out the ranks therefore repeat with the same crop and flip.)
-    """
-
-    def __init__(self, processes: Processes, dataset: Dataset, shuffle: bool) -> None:
-        self.processes, self.dataset, self.shuffle = processes, dataset, shuffle
-        self.seed = 0
-
-    def set_seed(self, seed: int) -> None:
-        self.seed = seed
-
-    def _indices(self) -> Sampler | list[int] | range:
-        order = self.processes.sampler(self.dataset, self.shuffle, self.seed)
-        return range(len(self.dataset)) if order is None else order  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.seed, index) for index in self._indices()])
-
-    def __len__(self) -> int:
-        return len(self._indices())  # type: ignore[arg-type]

@@ -5,14 +5,14 @@ and accuracy); validation; then the files, state.pt last: metrics.csv, TensorBoa
 and the run's last.pt, and best.pt when validation accuracy improved.
 
 Exact resume. Data order, augmentation draws and dropout are functions of (train.seed, stage
-index, epoch): each epoch reseeds Python, NumPy and torch, and gives the loaders' samplers that
-seed (`distributed.EpochKeys`): the order is a function of it, and each item's draws are a function
-of it and the item's index, whatever the number of workers (which live for the whole run). So an
-epoch boundary has no RNG state worth saving; state.pt holds the rest (weights, optimizer,
-scheduler, GradScaler, stage, epoch, best accuracy, metrics rows), written atomically after the
-epoch's other files. A
-kill loses at most the epoch in progress, which the resumed run redoes with the same draws, so it
-ends bit-identical to an uninterrupted run on the same device and thread count.
+index, epoch): each epoch reseeds Python, NumPy and torch, and each pass's batches carry that seed
+with every index (`batches.RunBatches`): the order is a function of it, and each item's draws are a
+function of it and the item's index, whatever the number of workers (one DataLoader serves the whole
+run and loads ahead across passes). So an epoch boundary has no RNG state worth saving; state.pt
+holds the rest (weights, optimizer, scheduler, GradScaler, stage, epoch, best accuracy, metrics
+rows), written atomically after the epoch's other files. A kill loses at most the epoch in progress,
+which the resumed run redoes with the same draws, so it ends bit-identical to an uninterrupted run
+on the same device and thread count.
 
 Frozen parts cost no gradients: parameters a stage does not train have requires_grad False, so in
 rgb stage 1 no backward runs through the backbone. Its features are still recomputed every epoch,
@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 from rich.console import Console
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fpar.config import TrainConfig
@@ -52,7 +51,8 @@ from fpar.errors import ConfigError
 from fpar.io.atomic import atomic_path, write_atomic
 from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkpoint
 from fpar.models.safe_load import load_weights_only
-from fpar.train.distributed import EpochKeys, Processes
+from fpar.train.batches import Pass, RunBatches
+from fpar.train.distributed import Processes
 from fpar.train.init_from import load_source
 from fpar.train.losses import compute_losses
 from fpar.train.rundir import METRICS_COLUMNS, RunDir
@@ -117,14 +117,13 @@ class Trainer:
         needs = self.model.input_keys
         self.train_set = make_dataset(plan.split.train, plan.classes, needs, recipe.data, train=True)
         self.val_set = make_dataset(plan.split.val, plan.classes, needs, recipe.data, train=False)
-        self.loaders = {"train": self._loader(self.train_set, shuffle=True),
-                        "val": self._loader(self.val_set, shuffle=False)}
         normalization = {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION}
         self.meta = CheckpointMeta(recipe.model, plan.classes, normalization)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
         self.rows: list[dict[str, Any]] = []
         self.best = -1.0
         self.writer: Any = None  # TensorBoard, opened by `run` on the main process
+        self.batches: RunBatches | None = None  # every pass's batches, made by `run` from where it starts
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,6 +140,9 @@ class Trainer:
             if self.processes.is_main else None
         if self.writer and not self.rows:
             self.writer.add_text("protocol", protocol)
+        left = [(index, epoch) for index in range(first, len(self.stages))
+                for epoch in range(state["epoch"] if state and index == first else 0, self.stages[index].epochs)]
+        self.batches = self._batches(left)
         try:
             for index in range(first, len(self.stages)):
                 resumed = state if state and index == first else None
@@ -152,7 +154,7 @@ class Trainer:
         finally:
             if self.writer:
                 self.writer.close()
-            self.loaders.clear()  # their workers end with them
+            self.batches.close()  # its workers end here, also when a pass raised
         self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
                            f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
 
@@ -216,29 +218,25 @@ class Trainer:
                            f"{train['acc']:.4f}, val loss {val['loss']:.4f} acc {val['acc']:.4f}", highlight=False)
         return row
 
-    def _loader(self, dataset: ClipDataset, shuffle: bool) -> tuple[DataLoader, EpochKeys]:
-        """A DataLoader that keeps its workers for the whole run, and its sampler, which `_pass`
-        gives each epoch's seed (items are functions of (seed, index): the same for any number of
-        workers)."""
-        keys, workers = self.processes.keys(dataset, shuffle), self.plan.recipe.data.workers
-        # Its own generator: starting workers draws their base seed from it, never from the global
-        # RNG, whose draws (dropout) must not depend on which epoch the workers started in (resume).
-        loader = DataLoader(dataset, batch_size=self.processes.batch_size(self.plan.recipe.data.batch_size),
-                            sampler=keys, num_workers=workers, persistent_workers=workers > 0,
-                            generator=torch.Generator().manual_seed(self.cfg.seed + self.processes.rank),
-                            pin_memory=self.device.type == "cuda")
-        return loader, keys
+    def _batches(self, epochs: list[tuple[int, int]]) -> RunBatches:
+        """The batches of every pass of `epochs` ((stage index, epoch) pairs): training, then
+        validation, each drawn from the epoch's seed."""
+        seeds = [epoch_seed(self.cfg.seed, index, epoch) for index, epoch in epochs]
+        data = self.plan.recipe.data
+        return RunBatches(self.processes, {"train": self.train_set, "val": self.val_set},
+                          self.processes.batch_size(data.batch_size),
+                          [Pass(part, seed) for seed in seeds for part in ("train", "val")],
+                          data.workers, self.cfg.seed + self.processes.rank, pin_memory=self.device.type == "cuda")
 
     def _pass(self, which: str, seed: int, train: bool, desc: str) -> dict[str, Any]:
         """One pass over the `which` ("train" or "val") part: mean losses and accuracy (summed over
         processes)."""
-        loader, keys = self.loaders[which]
-        keys.set_seed(seed)
+        count, batches = self.batches.take(Pass(which, seed))
         forward = self.train_forward if train else self.forward
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
         has_ms = False
         amp = AMP_MODES[self.cfg.amp]
-        bar = tqdm(loader, desc=desc, leave=train, disable=not self.processes.is_main, dynamic_ncols=True)
+        bar = tqdm(batches, total=count, desc=desc, leave=train, disable=not self.processes.is_main, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             batch = self._to_device(batch)
             with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
@@ -255,7 +253,7 @@ class Trainer:
             correct = (output.logits.argmax(1) == batch["label"]).sum()
             sums += torch.stack([losses.total.detach() * n, losses.cls.detach() * n, ms * n, correct, torch.tensor(n)
                                  .to(self.device)]).double()
-            if step % 10 == 0 or step == len(loader) - 1:
+            if step % 10 == 0 or step == count - 1:
                 bar.set_postfix(loss=f"{sums[0] / sums[4]:.4f}", acc=f"{sums[3] / sums[4]:.3f}")
         loss, cls, ms, correct, count = self.processes.sum(sums).tolist()
         return {"loss": loss / count, "cls": cls / count, "ms": ms / count if has_ms else "", "acc": correct / count}
