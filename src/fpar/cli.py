@@ -112,7 +112,7 @@ def synth_verb(
     tiny: Annotated[bool, typer.Option("--tiny", help="The smallest useful set (tests, demo); options given "
                                                       "explicitly still apply.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes that render clips.",
-                                                   show_default="all cores; 1 under 64 clips")] = None,
+                                                   show_default="the usable cores; 1 under 64 clips")] = None,
 ) -> None:
     """Write a synthetic egocentric data set: H.264 videos, labels.csv and ground truth.
 
@@ -158,7 +158,8 @@ def prepare_verb(
         "--hand-masks", help="Folder of masks kept out of the camera estimate: `<video stem>/<frame>.png`, "
                              "white = exclude.")] = None,
     workers: Annotated[Optional[int], typer.Option(
-        help="Videos prepared (and, with --evaluate, samples scored) at once.", show_default="all cores")] = None,
+        help="Videos prepared (and, with --evaluate, samples scored) at once.",
+        show_default="the cores this process may use")] = None,
     shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
     = "1/1",
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Then score the root against the synthetic ground "

@@ -333,3 +333,28 @@ def test_warp_flow_images_give_the_flow_prepare_wrote(raw: Path, clean: Path) ->
     for position, (x, y) in enumerate(images):
         assert np.array_equal(x, read_image(sample.flow("x", position), gray=True))
         assert np.array_equal(y, read_image(sample.flow("y", position), gray=True))
+
+
+def _blas_threads() -> str | None:
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+@pytest.mark.parametrize("user_setting", [None, "4"])
+def test_workers_start_with_one_blas_thread_and_the_environment_is_given_back(
+        user_setting: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers spawned inside `_one_blas_thread` load numpy with one OpenBLAS thread, unless the
+    user chose a number; this process's environment is as it was afterwards."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from fpar.prepare.pool import _one_blas_thread
+
+    if user_setting is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", user_setting)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        with _one_blas_thread():
+            seen = pool.submit(_blas_threads)
+        assert seen.result() == (user_setting or "1")
+    assert _blas_threads() == user_setting

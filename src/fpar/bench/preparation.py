@@ -12,7 +12,6 @@ ground truth (`prepare.quality`), so a speed-up that changes the output shows up
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import statistics
@@ -27,7 +26,7 @@ import cv2
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.io.labels import read_labels
 from fpar.io.video import decode, write_image
-from fpar.options import format_size
+from fpar.options import format_size, usable_cores
 from fpar.prepare.flow import FlowComputer, dense_flow, flow_images, to_gray
 from fpar.prepare.motion_maps import motion_map
 from fpar.prepare.pipeline import prepare
@@ -119,7 +118,7 @@ def bench_prepare(work: Path, size: tuple[int, int], clips: int, frames: int, me
         for count in workers:
             rate, cpu_ms = (statistics.median(column) for column in zip(*runs[count]))
             rows.append({"method": method, "workers": count, "frames_per_s": rate, "cpu_ms_per_frame": cpu_ms,
-                         "frames_per_s_if_cores_free": min(count, os.cpu_count() or 1) * 1000 / cpu_ms,
+                         "frames_per_s_if_cores_free": min(count, usable_cores()) * 1000 / cpu_ms,
                          "part_cpu_ms_per_frame": parts, "share": {p: parts[p] / sum(parts.values()) for p in PARTS},
                          "load_average": load_average()})
     root = work / "root-dis"

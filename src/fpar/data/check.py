@@ -22,7 +22,6 @@ to skip it.
 
 from __future__ import annotations
 
-import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from fpar.data.layout import (
     unvouched,
 )
 from fpar.errors import ConfigError, DataError, one_line
+from fpar.options import usable_cores
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _unreadable(paths: list[Path], progress: bool) -> list[Problem]:
             return Problem(path, one_line(exc).removeprefix(f"{path}: "))
         return None
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, usable_cores())) as pool:
         results = track(pool.map(attempt, paths), total=len(paths), description="reading images",
                         transient=True, disable=not progress)
         return [p for p in results if p is not None]

@@ -20,7 +20,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from fpar.data.layout import COURSE, RUN_LOCK_NAME, ManifestRows
 from fpar.io.labels import Segment, read_labels
+from fpar.options import usable_cores
 from fpar.prepare.locks import locked, run_lock
 from fpar.prepare.manifest import ManifestStore, SampleResult, fingerprint, is_complete, video_changed
 from fpar.prepare.pool import RunSpace, run_jobs
@@ -100,7 +100,7 @@ def prepare(labels: Path, out: Path, settings: PrepareSettings = PrepareSettings
         _refresh_mtimes(store, jobs, manifest, digests)
         start = time.perf_counter()
         with tqdm(total=len(todo), unit="video", disable=not progress or not todo, desc="prepare") as bar:
-            for job, results in run_jobs(out, space, settings, todo, workers or os.cpu_count() or 1):
+            for job, results in run_jobs(out, space, settings, todo, workers or usable_cores()):
                 _account(report, job, results)
                 bar.update(1)
                 bar.set_postfix(frames_per_s=f"{report.frames / (time.perf_counter() - start):.1f}")

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -99,7 +100,8 @@ def run_jobs(root: Path, space: RunSpace, settings: PrepareSettings, jobs: list[
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=_init_worker,
                                initargs=(os.getpid(), space.workers_lock))
     with pool:
-        futures = {pool.submit(run_video, root, space.folder, settings, job): job for job in jobs}
+        with _one_blas_thread():  # the workers start during the submits, with this environment
+            futures = {pool.submit(run_video, root, space.folder, settings, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -108,6 +110,22 @@ def run_jobs(root: Path, space: RunSpace, settings: PrepareSettings, jobs: list[
                 results = [SampleResult(s, 0, 0, f"worker failed: {reason(exc)}") for s in job.segments]
                 ManifestStore(root).record([r.row() for r in results])
                 yield job, results
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Workers started inside see OPENBLAS_NUM_THREADS=1 (unless the user set it): numpy's OpenBLAS
+    otherwise starts a thread per core in each worker, which spun for about 3% of a short run's
+    CPU (`perf`: blas_thread_server) though prepare makes no BLAS call worth a thread. It must be
+    in the environment before numpy loads, which in a spawned worker is before any initializer."""
+    added = "OPENBLAS_NUM_THREADS" not in os.environ
+    if added:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
 
 
 def _init_worker(parent: int, workers_lock: Path) -> None:

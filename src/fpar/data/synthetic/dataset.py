@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from fpar.data.synthetic.render import render_clip
 from fpar.errors import DataError
 from fpar.io.atomic import write_atomic
 from fpar.io.video import write_video
-from fpar.options import parse_list, parse_size
+from fpar.options import parse_list, parse_size, usable_cores
 
 SMALL_SET = 64  # clips: fewer render faster in this process than in a pool of workers
 
@@ -113,7 +112,7 @@ def synthesize(
     started = time.perf_counter()
     jobs = [(out, cfg, *clip) for clip in video_ids(cfg)]
     if workers is None:  # starting a process costs about a second: not worth it for a tiny set
-        workers = (os.cpu_count() or 1) if len(jobs) >= SMALL_SET else 1
+        workers = usable_cores() if len(jobs) >= SMALL_SET else 1
     try:
         (out / SYNTH_VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
         (out / SYNTH_GT_DIR).mkdir(parents=True, exist_ok=True)
