@@ -130,8 +130,9 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
     waiting for data (the target: at most 5%), with a warm frame cache in `cache` and without a
     cache (as in a first epoch).
 
-    As in the trainer, one `train.batches.RunBatches` serves every pass, loading ahead across them,
-    and an epoch has `batches` batches (the bench's clips repeated; the demo has 12). The first
+    As in the trainer, one `train.batches.RunBatches` serves every pass, loading ahead across them
+    (into pinned memory on a GPU, whose thread also takes the batches from the workers), and an
+    epoch has `batches` batches (the bench's clips repeated; the demo has 12). The first
     epoch (workers starting) is the warm-up; the second is timed.
     """
     workers = DataConfig().workers if workers is None else workers  # the default: this machine's cores
@@ -148,13 +149,14 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
         dataset.fill_cache()
         epochs = [Pass("train", seed) for seed in range(2)]
         run = RunBatches(Processes(), {"train": _Repeated(dataset, batches * scale.batch)}, scale.batch, epochs,
-                         workers, seed=0)
+                         workers, seed=0, pin_memory=device.type == "cuda")  # as the trainer
         try:
             for epoch in epochs:
                 waited = stepped = 0.0
                 for wait, batch in _timed_batches(run.take(epoch)[1]):
                     start = time.perf_counter()
-                    step({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+                    step({k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                          for k, v in batch.items()})
                     sync()
                     waited, stepped = waited + wait, stepped + time.perf_counter() - start
         finally:
