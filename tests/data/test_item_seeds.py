@@ -16,10 +16,10 @@ from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
 
 
-def _dataset(root: Path):
+def _dataset(root: Path, train: bool = True):
     samples = discover(root).samples
     cfg = DataConfig(frames=3, flow_stack=2, image_size=32, resize=40, frame_cache="off")
-    return make_dataset(samples, class_names(samples), {"rgb", "flow"}, cfg, train=True)
+    return make_dataset(samples, class_names(samples), {"rgb", "flow"}, cfg, train=train)
 
 
 def _batches(root: Path, workers: int, seed: int) -> list[dict]:
@@ -48,13 +48,17 @@ def test_items_are_the_same_for_any_number_of_workers(prepared_root: Path) -> No
 def test_the_run_loader_gives_each_pass_its_seed_and_parts_in_order(prepared_root: Path) -> None:
     """Workers that load ahead across passes still give each pass its own part and seed, in the
     order a DataLoader over that pass alone would (training shuffled by its seed, validation in order)."""
-    train, val = _dataset(prepared_root), _dataset(prepared_root)
+    train, val = _dataset(prepared_root), _dataset(prepared_root, train=False)  # parts told apart by their items
     passes = [Pass("train", 5), Pass("val", 5), Pass("train", 6)]
     run = RunBatches(Processes(), {"train": train, "val": val}, 4, passes, workers=2, seed=0)
     got = {}
     for step in passes:
         count, batches = run.take(step)
-        got[step] = list(batches)
+        got[step] = [next(batches)]
+        if step == passes[0]:  # the next pass waits until this one is read whole
+            with pytest.raises(RuntimeError, match="unread"):
+                run.take(passes[1])
+        got[step] += list(batches)
         assert len(got[step]) == count
     with pytest.raises(RuntimeError, match="out of order"):
         run.take(Pass("val", 6))
@@ -79,3 +83,22 @@ def test_default_workers_share_the_cores_among_local_processes(monkeypatch) -> N
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert default_workers() == 1
     assert DataConfig().workers == 1  # the field's default is this function's answer
+
+
+class _Failing(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, key):
+        raise OSError(f"item {key}: a corrupt image, say")
+
+
+def test_a_batch_failing_in_a_worker_ends_the_workers() -> None:
+    """The error of a worker's item reaches the caller, and the workers end with the generator
+    although the error's traceback still holds the DataLoader's iterator."""
+    run = RunBatches(Processes(), {"train": _Failing()}, 4, [Pass("train", 0)], workers=1, seed=0)
+    with pytest.raises(OSError, match="corrupt") as raised:
+        list(run.take(Pass("train", 0))[1])
+    assert raised.traceback
+    assert not multiprocessing.active_children()
+    run.close()

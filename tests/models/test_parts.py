@@ -142,19 +142,25 @@ def test_flow_flip_agrees_with_the_data_layer() -> None:
     torch.testing.assert_close(flipped, expected)
 
 
-@pytest.mark.parametrize(("hidden", "convolutions"), [(64, 1), (256, 2), (512, 4)])
+@pytest.mark.parametrize(("hidden", "convolutions"), [(64, 1), (100, 1), (200, 2), (256, 2), (300, 4), (512, 4), (768, 4)])
 def test_convlstm_gate_groups_compute_the_per_gate_cell(hidden: int, convolutions: int) -> None:
     """Whatever the grouping of its gates (all four in one convolution, two pairs, one each), the
-    cell computes Ego-RNN's eight-convolution step, on channels_last inputs too."""
+    cell computes Ego-RNN's eight-convolution step, in `run` and step by step, with channels_last
+    inputs and weights (a channels_last model) too."""
     torch.manual_seed(0)
     cell = ConvLSTMCell(32, hidden)
     for conv in cell.h_convs.values():  # nonzero hidden-state weights matter from step 2 on
         torch.nn.init.normal_(conv.weight, std=0.02)
-    steps = [torch.randn(2, 32, 4, 4).contiguous(memory_format=torch.channels_last) for _ in range(3)]
+    steps = [torch.randn(2, 32, 4, 4) for _ in range(3)]
     state = cell.initial_state(steps[0])
     for x in steps:
         state = eight_conv_step(cell, x, state)
-    h, c = cell.run(steps)
+    cell.to(memory_format=torch.channels_last)
+    steps = [x.contiguous(memory_format=torch.channels_last) for x in steps]
+    stepped = cell.initial_state(steps[0])
+    for x in steps:
+        stepped = cell(x, stepped)
     assert len(cell._groups()) == convolutions
-    torch.testing.assert_close(h, state[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(c, state[1], rtol=1e-5, atol=1e-5)
+    for h, c in (cell.run(steps), stepped):
+        torch.testing.assert_close(h, state[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(c, state[1], rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ from fpar.config import ModelConfig, StageConfig, WarmupRecipe, load_recipe
 from fpar.errors import ConfigError
 from fpar.models.backbone import load_resnet34
 from fpar.models.registry import build_model
-from fpar.train.stages import make_optimizer, make_scheduler, select, set_modes, trained_lrs
+from fpar.train.stages import load_optimizer_state, make_optimizer, make_scheduler, select, set_modes, trained_lrs
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*/*.yaml"))
 
@@ -96,3 +96,20 @@ def test_shipped_recipe_loads_and_every_stage_names_parameters(path: Path) -> No
         assert trained_lrs(net, stage)
     if path.parent.name == "gtea61":
         assert recipe.data.frames == 7 and recipe.data.batch_size == 32 and recipe.data.image_size == 224
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_an_optimizer_state_saved_unfused_loads_fused(optimizer: str) -> None:
+    """A state.pt from before fused optimizers (groups saved with fused=None) must not turn the
+    optimizer back to the per-tensor loop: GradScaler would still hand it the unscaling."""
+    model = torch.nn.Linear(3, 2)
+    stage = StageConfig(name="s", trains=["all"], lr=0.1, optimizer=optimizer)
+    old = make_optimizer(model, stage, {n: 0.1 for n, _ in model.named_parameters()})
+    state = old.state_dict()
+    for group in state["param_groups"]:
+        group["fused"] = None
+    new = make_optimizer(model, stage, {n: 0.1 for n, _ in model.named_parameters()})
+    load_optimizer_state(new, state)
+    assert all(group["fused"] is True for group in new.param_groups)
+    model(torch.randn(4, 3)).sum().backward()
+    new.step()  # the fused kernel runs

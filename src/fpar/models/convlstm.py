@@ -4,17 +4,19 @@ One convolution per gate for the input (with bias) and one for the hidden state 
 the reference, so its weights map one to one and each gate gets its own Xavier-normal
 initialisation. The state is sized from the input, so any layer4 side works.
 
-Computed faster than it is stored, in two ways, both measured with `fpar bench` on a 2-core
+Computed faster than it is stored, in three ways, each measured with `fpar bench` on a 2-core
 AVX512 CPU (torch 2.14, oneDNN):
 - `run` applies the input convolutions to all T frames of a clip at once (the input does not
   depend on the state); only the hidden-state convolutions are sequential.
-- Gates are convolved in groups of at most `GROUP_CHANNELS` output channels: the four gates in
-  one convolution for a small cell (the demo's 128 channels), one gate per convolution for the
-  reference's 512. A single 2048-channel convolution at layer4's 7x7 hit a slow oneDNN path:
+- Gates are convolved in groups of at most `GROUP_CHANNELS` output channels (a wider gate
+  alone): the four gates in one convolution for a small cell (the demo's 128 channels), one gate
+  per convolution for the reference's 512. A single 2048-channel convolution at layer4's 7x7 hit a slow oneDNN path:
   forward + backward took 62 ms at batch 2 against 4 x 8 ms for four 512-channel ones (fp32;
   38 ms against 4 x 4 ms in bf16), while at 512 channels one fused convolution beats four small.
-- Its inputs are made contiguous (NCHW): at 7x7 and 4x4, channels_last made these convolutions
-  1.1-4x slower, though it speeds up the backbone's larger maps.
+- Memory format is left as the model has it. In a channels_last model the cell's weights are
+  channels_last too and oneDNN convolves in NHWC; converting them (and the inputs) to NCHW once
+  per clip measured slower in bf16 (a step of rgb stage 1 at 224: 0.286 s against 0.259 s,
+  timed in turns), though a channels_last *input* with NCHW weights was 1.1-4x slower at 7x7.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class ConvLSTMCell(nn.Module):
         return zeros, zeros
 
     def _groups(self) -> list[tuple[str, ...]]:
-        """The gates convolved together (module doc): each group has at most GROUP_CHANNELS outputs."""
+        """The gates convolved together (module doc): as many as fit in GROUP_CHANNELS outputs, at
+        least one (a gate wider than that is convolved alone)."""
         size = max(1, GROUP_CHANNELS // self.hidden_channels)
         return [GATES[i:i + size] for i in range(0, len(GATES), size)]
 
@@ -68,7 +71,6 @@ class ConvLSTMCell(nn.Module):
 
     def _convolve(self, x: Tensor, weights: list[tuple[Tensor, Tensor | None]]) -> Tensor:
         """The four gates' share from `x`, (N, 4 * hidden, h, w) in the order of `GATES`."""
-        x = x.contiguous()
         maps = [F.conv2d(x, weight, bias, padding=self.padding) for weight, bias in weights]
         return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import torch
@@ -86,6 +85,7 @@ class RunBatches:
                  workers: int, seed: int, pin_memory: bool = False) -> None:
         self.sampler = PassBatches(processes, parts, batch_size, passes)
         self._ahead = list(passes)
+        self._unread = 0  # batches of the last pass taken that were not read yet
         # Its own generator: starting the workers draws their base seed from it, never from the
         # global RNG, whose draws (dropout) must not depend on when the workers started (resume).
         loader = DataLoader(Parts(parts), batch_sampler=self.sampler, num_workers=workers, pin_memory=pin_memory,
@@ -94,18 +94,35 @@ class RunBatches:
 
     @staticmethod
     def _iterate(loader: DataLoader) -> Iterator[dict[str, Any]]:
-        # A generator, so that `close` drops the DataLoader's iterator (and its workers) at once.
-        yield from loader
+        """The loader's batches; its workers end when this generator is closed or fails."""
+        iterator = iter(loader)
+        try:
+            yield from iterator
+        finally:
+            # A failed batch's traceback still holds the iterator (and with it the workers) after
+            # the generator is done; DataLoader has no public way to end them, this is its own.
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def take(self, step: Pass) -> tuple[int, Iterator[dict[str, Any]]]:
-        """(number of batches, the batches) of the next pass, which must be `step`: the passes are
-        loaded ahead in the order given, so they must be taken in that order."""
+        """(number of batches, the batches) of the next pass, which must be `step`, the previous
+        pass read to its end: the passes are loaded ahead in the order given, so they must be taken
+        in that order, whole."""
+        if self._unread:
+            raise RuntimeError(f"pass {step} taken while {self._unread} batch(es) of the previous pass are unread")
         if not self._ahead or self._ahead[0] != step:
             expected = self._ahead[0] if self._ahead else "no more passes"
             raise RuntimeError(f"pass {step} taken out of order: the loader has {expected} next")
         self._ahead.pop(0)
-        count = len(self.sampler.batches(step))
-        return count, islice(self._batches, count)
+        self._unread = count = len(self.sampler.batches(step))
+        return count, self._read(count)
+
+    def _read(self, count: int) -> Iterator[dict[str, Any]]:
+        for _ in range(count):
+            batch = next(self._batches)
+            self._unread -= 1
+            yield batch
 
     def close(self) -> None:
         self._batches.close()

@@ -56,7 +56,8 @@ from fpar.train.distributed import Processes
 from fpar.train.init_from import load_source
 from fpar.train.losses import compute_losses
 from fpar.train.rundir import METRICS_COLUMNS, RunDir
-from fpar.train.stages import freeze_all_but, make_optimizer, make_scheduler, set_modes, trained_lrs
+from fpar.train.stages import (freeze_all_but, load_optimizer_state, make_optimizer, make_scheduler, set_modes,
+                               trained_lrs)
 
 if TYPE_CHECKING:
     from fpar.train.run import Plan
@@ -142,8 +143,8 @@ class Trainer:
             self.writer.add_text("protocol", protocol)
         left = [(index, epoch) for index in range(first, len(self.stages))
                 for epoch in range(state["epoch"] if state and index == first else 0, self.stages[index].epochs)]
-        self.batches = self._batches(left)
         try:
+            self.batches = self._batches(left)
             for index in range(first, len(self.stages)):
                 resumed = state if state and index == first else None
                 self._begin_stage(index, resumed)
@@ -154,7 +155,8 @@ class Trainer:
         finally:
             if self.writer:
                 self.writer.close()
-            self.batches.close()  # its workers end here, also when a pass raised
+            if self.batches:
+                self.batches.close()  # its workers end here, also when a pass raised
         self.console.print(f"done: {self.run_dir.root} (best val acc of stage {self.stages[-1].name}: "
                            f"{self.best:.4f}; selection={self.plan.split.selection})", highlight=False)
 
@@ -190,7 +192,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, stage, lrs)
         self.scheduler = make_scheduler(self.optimizer, stage)
         if state:
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
         count = sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)

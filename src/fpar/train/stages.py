@@ -121,6 +121,17 @@ def make_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) 
     return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay, fused=True)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer` takes `state` (its state_dict from state.pt) and stays fused.
+
+    torch restores each param group's saved options, `fused` and `foreach` included: a state.pt
+    from before fused optimizers would turn this one back to the per-tensor loop, while it still
+    tells GradScaler that it unscales itself (fp16 then fails in the step)."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = optimizer.defaults["fused"], optimizer.defaults["foreach"]
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Stepped once per epoch: x gamma at each milestone, or x gamma every epoch."""
     if stage.schedule == "exponential":
