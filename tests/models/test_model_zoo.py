@@ -13,7 +13,6 @@ from fpar.config import ModelConfig
 from fpar.errors import ConfigError, FparError
 from fpar.models import ModelOutput, build_model
 from fpar.models.backbone import build_backbone, layer4_side
-from fpar.train.memory_format import to_channels_last
 
 RESNET34 = 21_797_672  # torchvision's ResNet-34 with its 1000-way fc
 IMAGENET_FC = 512 * 1000 + 1000
@@ -219,13 +218,11 @@ def test_channels_last(name: str) -> None:
     cfg = small_config(name)
     model = build_model(cfg).eval()
     batch = make_batch(cfg)
-    inputs = {k: to_channels_last(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}  # the trainer's
     with torch.no_grad():
         expected = model(batch)
-        out = model(inputs)
-        also_weights = model.to(memory_format=torch.channels_last)(inputs)
+        model = model.to(memory_format=torch.channels_last)
+        out = model({**batch, "flow": batch["flow"].to(memory_format=torch.channels_last)})
     torch.testing.assert_close(out.logits, expected.logits, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(also_weights.logits, expected.logits, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -30,7 +30,6 @@ from fpar.bench.training import STAGE2, Scale, model_config, step_function
 from fpar.models.registry import build_model
 from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
-from fpar.train.memory_format import to_channels_last
 
 WORKER_COUNTS = (0, 1, 2)
 
@@ -156,8 +155,8 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                 waited = stepped = 0.0
                 for wait, batch in _timed_batches(run.take(epoch)[1]):
                     start = time.perf_counter()
-                    step({k: to_channels_last(v.to(device, non_blocking=True)) if isinstance(v, torch.Tensor) else v
-                          for k, v in batch.items()})  # as the trainer, with train.channels_last
+                    step({k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                          for k, v in batch.items()})
                     sync()
                     waited, stepped = waited + wait, stepped + time.perf_counter() - start
         finally:

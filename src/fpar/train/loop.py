@@ -55,7 +55,6 @@ from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
 from fpar.train.init_from import load_source
 from fpar.train.losses import compute_losses
-from fpar.train.memory_format import to_channels_last
 from fpar.train.rundir import METRICS_COLUMNS, RunDir
 from fpar.train.stages import (freeze_all_but, load_optimizer_state, make_optimizer, make_scheduler, set_modes,
                                trained_lrs)
@@ -111,7 +110,9 @@ class Trainer:
         recipe = plan.recipe
         self.cfg, self.stages = recipe.train, recipe.stages
         self.device = processes.device(pick_device(self.cfg))
-        self.model = plan.model.to(self.device)  # weights NCHW; channels_last is the inputs' (`memory_format`)
+        self.model = plan.model.to(self.device)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # validation's
         self.train_forward = self.forward  # training's: inside DDP under several processes (`_begin_stage`)
         needs = self.model.input_keys
@@ -264,8 +265,8 @@ class Trainer:
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device, non_blocking=True)
-                if self.cfg.channels_last:
-                    value = to_channels_last(value)
+                if self.cfg.channels_last and value.dim() == 4 and value.is_floating_point():
+                    value = value.contiguous(memory_format=torch.channels_last)
             out[key] = value
         return out
 

@@ -50,7 +50,6 @@ from fpar.errors import ConfigError, DataError, FparError
 from fpar.io.atomic import write_atomic
 from fpar.models.backbone import load_resnet34
 from fpar.train.loop import AMP_MODES, epoch_seed, metrics_csv, pick_device, seed_everything
-from fpar.train.memory_format import to_channels_last
 from fpar.train.run import claim_dir, resolved
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, make_optimizer, make_scheduler, trained_lrs
@@ -101,6 +100,8 @@ def _train(recipe: WarmupRecipe, console: Console) -> tuple[torch.nn.Module, lis
     device = pick_device(recipe.train)
     seed_everything(recipe.train.seed)
     net = load_resnet34(recipe.model.weights).to(device)
+    if recipe.train.channels_last:  # the convolutions pick the weights' memory format
+        net = net.to(memory_format=torch.channels_last)
     if len(classes) > net.fc.out_features:
         raise ConfigError(f"warm-up: {len(classes)} classes do not fit the backbone's {net.fc.out_features}-way fc")
     check_stage(stage)
@@ -126,8 +127,6 @@ def _train(recipe: WarmupRecipe, console: Console) -> tuple[torch.nn.Module, lis
         bar = tqdm(order.split(data.batch_size), desc=f"warm-up {epoch + 1}/{stage.epochs}", dynamic_ncols=True)
         for batch in bar:
             images = _augment(train_images[batch], data.image_size).to(device)
-            if recipe.train.channels_last:  # the activations in channels_last, as the trainer's (`memory_format`)
-                images = to_channels_last(images)
             labels = torch.from_numpy(train_frames.labels[batch.numpy()]).to(device)
             with autocast():
                 logits = net(images)[:, :len(classes)]  # the K class rows; the other fc rows stay out of it
