@@ -13,6 +13,7 @@ from fpar.config import ModelConfig
 from fpar.errors import ConfigError, FparError
 from fpar.models import ModelOutput, build_model
 from fpar.models.backbone import build_backbone, layer4_side
+from fpar.models.memory_format import channels_last_input, channels_last_model
 
 RESNET34 = 21_797_672  # torchvision's ResNet-34 with its 1000-way fc
 IMAGENET_FC = 512 * 1000 + 1000
@@ -218,11 +219,13 @@ def test_channels_last(name: str) -> None:
     cfg = small_config(name)
     model = build_model(cfg).eval()
     batch = make_batch(cfg)
+    inputs = {k: channels_last_input(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     with torch.no_grad():
         expected = model(batch)
-        model = model.to(memory_format=torch.channels_last)
-        out = model({**batch, "flow": batch["flow"].to(memory_format=torch.channels_last)})
+        out = channels_last_model(model)(inputs)  # as the trainer runs it
+        everything = model.to(memory_format=torch.channels_last)(inputs)
     torch.testing.assert_close(out.logits, expected.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(everything.logits, expected.logits, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

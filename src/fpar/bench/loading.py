@@ -27,6 +27,7 @@ from fpar.data.sampling import flow_window, frame_positions, train_flow_start
 from fpar.data.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD, ClipParams, crop_box
 from fpar.bench.timing import Repeats, device_sync, load_average
 from fpar.bench.training import STAGE2, Scale, model_config, step_function
+from fpar.models.memory_format import channels_last_input, channels_last_model
 from fpar.models.registry import build_model
 from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
@@ -136,7 +137,7 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
     epoch (workers starting) is the warm-up; the second is timed.
     """
     workers = DataConfig().workers if workers is None else workers  # the default: this machine's cores
-    model = build_model(model_config("rgb", "two_pass", scale)).to(device)
+    model = channels_last_model(build_model(model_config("rgb", "two_pass", scale)).to(device))  # as the demo
     step = step_function(model, model, STAGE2, {}, device, bf16=True)
     sync = device_sync(device)
     found = discover(root)
@@ -155,8 +156,8 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                 waited = stepped = 0.0
                 for wait, batch in _timed_batches(run.take(epoch)[1]):
                     start = time.perf_counter()
-                    step({k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                          for k, v in batch.items()})
+                    step({k: channels_last_input(v.to(device, non_blocking=True)) if isinstance(v, torch.Tensor)
+                          else v for k, v in batch.items()})
                     sync()
                     waited, stepped = waited + wait, stepped + time.perf_counter() - start
         finally:

@@ -26,6 +26,7 @@ from fpar.bench.reference import ReferenceStyle
 from fpar.bench.timing import Repeats, device_sync, interleaved, load_average
 from fpar.config import ModelConfig, StageConfig
 from fpar.errors import one_line
+from fpar.models.memory_format import channels_last_input, channels_last_model
 from fpar.models.registry import build_model
 from fpar.train.losses import compute_losses
 from fpar.train.stages import freeze_all_but, make_optimizer, select, set_modes
@@ -99,9 +100,8 @@ def step_function(forward: Callable, model: nn.Module, trains: list[str], batch:
 
 
 def channels_last(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    out = dict(batch)
-    out["flow"] = batch["flow"].contiguous(memory_format=torch.channels_last)
-    return out
+    """`batch` as the trainer gives it with `train.channels_last` (`models.memory_format`)."""
+    return {k: channels_last_input(v) for k, v in batch.items()}
 
 
 def outputs_equal(model: nn.Module, batch: dict[str, Tensor]) -> float:
@@ -148,8 +148,8 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
             copy = build_model(cfg).to(device)
             copy.load_state_dict(model.state_dict())
             inputs = batch
-            if "channels_last" in variant:
-                copy = copy.to(memory_format=torch.channels_last)
+            if "channels_last" in variant:  # as the trainer does
+                copy = channels_last_model(copy)
                 inputs = channels_last(batch)
             if variant == "compile":
                 torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles

@@ -50,6 +50,7 @@ from fpar.devices import resolve_device
 from fpar.errors import ConfigError
 from fpar.io.atomic import atomic_path, write_atomic
 from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkpoint
+from fpar.models.memory_format import channels_last_input, channels_last_model
 from fpar.models.safe_load import load_weights_only
 from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
@@ -112,7 +113,7 @@ class Trainer:
         self.device = processes.device(pick_device(self.cfg))
         self.model = plan.model.to(self.device)
         if self.cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            channels_last_model(self.model)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # validation's
         self.train_forward = self.forward  # training's: inside DDP under several processes (`_begin_stage`)
         needs = self.model.input_keys
@@ -265,8 +266,8 @@ class Trainer:
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device, non_blocking=True)
-                if self.cfg.channels_last and value.dim() == 4 and value.is_floating_point():
-                    value = value.contiguous(memory_format=torch.channels_last)
+                if self.cfg.channels_last:
+                    value = channels_last_input(value)
             out[key] = value
         return out
 
