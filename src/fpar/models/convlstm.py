@@ -11,8 +11,9 @@ AVX512 CPU (torch 2.14, oneDNN):
 - Gates are convolved in groups of at most `GROUP_CHANNELS` output channels (a wider gate
   alone): the four gates in one convolution for a small cell (the demo's 128 channels), one gate
   per convolution for the reference's 512. A single 2048-channel convolution at layer4's 7x7 hit
-  a slow oneDNN path: forward + backward took 62 ms at batch 2 against 4 x 8 ms for four 512-channel ones (fp32;
-  38 ms against 4 x 4 ms in bf16), while at 512 channels one fused convolution beats four small.
+  a slow oneDNN path: forward + backward took 62 ms at batch 2 against 4 x 8 ms for four
+  512-channel ones (fp32; 38 ms against 4 x 4 ms in bf16), while at 512 channels one fused
+  convolution beats four small.
 - Memory format: the cell convolves what it is given. Under `train.channels_last` the RGB stream
   keeps NCHW weights and gets channels_last inputs (`models.memory_format`); making the cell's
   inputs NCHW too made no difference, timed in turns (rgb stage 1 at 224, bf16: 0.268 against

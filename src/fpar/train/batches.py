@@ -63,19 +63,26 @@ class PassBatches(Sampler[list[Key]]):
                  passes: list[Pass]) -> None:
         self.processes, self.parts, self.batch_size, self.passes = processes, dict(parts), batch_size, passes
 
-    def batches(self, step: Pass) -> list[list[Key]]:
+    def _indices(self, step: Pass) -> Sampler | list[int] | range:
+        """This rank's share of the pass's part, in the pass's order (drawn only when iterated)."""
         dataset = self.parts[step.part]
         order = self.processes.sampler(dataset, shuffle=step.part == "train", seed=step.seed)
-        indices = range(len(dataset)) if order is None else list(order)  # type: ignore[arg-type]
-        keys = [(step.part, step.seed, int(i)) for i in indices]
+        return range(len(dataset)) if order is None else order  # type: ignore[arg-type]
+
+    def batches(self, step: Pass) -> list[list[Key]]:
+        keys = [(step.part, step.seed, int(i)) for i in self._indices(step)]
         return [keys[i:i + self.batch_size] for i in range(0, len(keys), self.batch_size)]
+
+    def count(self, step: Pass) -> int:
+        """How many batches `batches(step)` holds, without drawing the order."""
+        return -(-len(self._indices(step)) // self.batch_size)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[list[Key]]:
         for step in self.passes:
             yield from self.batches(step)
 
     def __len__(self) -> int:
-        return sum(len(self.batches(step)) for step in self.passes)
+        return sum(self.count(step) for step in self.passes)
 
 
 class RunBatches:
@@ -115,7 +122,7 @@ class RunBatches:
             expected = self._ahead[0] if self._ahead else "no more passes"
             raise RuntimeError(f"pass {step} taken out of order: the loader has {expected} next")
         self._ahead.pop(0)
-        self._unread = count = len(self.sampler.batches(step))
+        self._unread = count = self.sampler.count(step)
         return count, self._read(count)
 
     def _read(self, count: int) -> Iterator[dict[str, Any]]:
