@@ -10,6 +10,7 @@ from model_testkit import make_batch, small_config
 
 from fpar.models import build_model
 from fpar.models.checkpoints import load_partial_state
+from fpar.models.heads import FeedbackBranch
 
 MODES = ["two_pass", "previous_frame"]
 
@@ -102,7 +103,7 @@ def test_two_pass_modulates_conv1_after_bn1_relu_before_maxpool() -> None:
     torch.testing.assert_close(maxpool_inputs[1], 1.5 * F.relu(bn1_outputs[1]) + 0.25)
 
 
-def test_two_pass_branch_reads_the_unmodulated_conv100_upsampled() -> None:
+def test_two_pass_branch_reads_the_unmodulated_conv100() -> None:
     cfg = small_config("rgb_ms_feedback", frames=2, image_size=112)
     model = build_model(cfg).eval()
     stream = model.streams.rgb
@@ -113,9 +114,22 @@ def test_two_pass_branch_reads_the_unmodulated_conv100_upsampled() -> None:
         model(batch)
         frames = batch["rgb"].flatten(0, 1)
         conv100 = stream.ms_head.embed(stream.backbone(frames).layer4)  # (B*T, 100, 4, 4)
-    assert seen["source"].shape == (frames.shape[0], 100, 56, 56)  # stem size at 112 input
-    expected = F.interpolate(conv100, size=(56, 56), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(seen["source"], expected)
+    torch.testing.assert_close(seen["source"], conv100)  # the branch upsamples after its first conv
+
+
+@pytest.mark.parametrize(("source_side", "stem_side"), [((4, 4), (56, 56)), ((7, 7), (112, 112)), ((3, 5), (17, 23))])
+def test_branch_equals_the_design_formula_on_the_upsampled_source(source_side, stem_side) -> None:
+    """F' = (1 + delta_beta(up(s))) * F + gamma(up(s)), though the branch convolves before upsampling."""
+    torch.manual_seed(0)
+    branch = FeedbackBranch()
+    with torch.no_grad():
+        for conv in (branch.delta_beta[2], branch.gamma[2]):  # both start at zero: give them values
+            conv.weight.normal_(std=0.1)
+            conv.bias.normal_(std=0.1)
+    source, features = torch.randn(2, 100, *source_side), torch.randn(2, 64, *stem_side)
+    upsampled = F.interpolate(source, size=stem_side, mode="bilinear", align_corners=False)
+    expected = (1 + branch.delta_beta(upsampled)) * features + branch.gamma(upsampled)
+    torch.testing.assert_close(branch(source, features), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_previous_frame_leaves_frame_one_unmodulated() -> None:

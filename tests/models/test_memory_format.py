@@ -17,6 +17,17 @@ def test_rgb_stream_weights_stay_nchw_and_the_flow_streams_are_converted() -> No
     assert not flow.backbone.conv1.weight.is_contiguous()
 
 
+def test_a_previous_frame_rgb_stream_gets_channels_last_weights() -> None:
+    """It runs its backbone frame by frame: NCHW weights would be re-laid out on every frame."""
+    batched = channels_last_model(build_model(small_config("rgb_ms_feedback")))
+    per_frame = channels_last_model(build_model(small_config("rgb_ms_feedback", feedback_mode="previous_frame")))
+    assert batched.streams["rgb"].backbone.layer4[0].conv1.weight.is_contiguous()
+    for name, weight in per_frame.streams["rgb"].named_parameters():
+        if weight.dim() == 4 and weight.shape[-1] > 1:  # a 1x1 kernel is both layouts at once
+            assert weight.is_contiguous(memory_format=torch.channels_last), name
+            assert not weight.is_contiguous(), name
+
+
 def test_clip_frames_are_channels_last_after_the_stream_flattens_them() -> None:
     clip = torch.randn(2, 3, 4, 5, 6)  # (B, T, C, H, W)
     laid_out = channels_last_input(clip)

@@ -274,8 +274,7 @@ def _rgb_maps(model: nn.Module, meta: CheckpointMeta, frames: np.ndarray, eviden
     all the way back, so the whole video is one chunk (that mode runs frame by frame anyway, so
     memory stays per frame)."""
     stream, n = model.streams["rgb"], len(frames)
-    recurrent = stream.feedback is not None and stream.feedback_mode == "previous_frame"
-    chunk_size = n if recurrent else CHUNK
+    chunk_size = n if stream.per_frame else CHUNK
     slot_gradients = evidence.gradients["rgb"]
     summed = torch.zeros(n, *slot_gradients.shape[1:]).index_add_(0, torch.tensor(positions), slot_gradients)
     gradient_of = nearest_read(n, positions)

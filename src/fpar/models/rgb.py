@@ -65,6 +65,11 @@ class RGBStream(nn.Module):
         self.feedback = feedback
         self.feedback_mode = feedback_mode
 
+    @property
+    def per_frame(self) -> bool:
+        """True where the backbone runs frame by frame (`previous_frame` feedback), not on B*T frames."""
+        return self.feedback is not None and self.feedback_mode == "previous_frame"
+
     def _frames(self, frames: Tensor, source: Tensor | None) -> FrameFeatures:
         """Backbone (stem modulated by `source` when given), attention and MS embedding."""
         stem = self.backbone.stem(frames)
@@ -95,7 +100,7 @@ class RGBStream(nn.Module):
         return FrameFeatures(*(torch.stack(field, dim=1) for field in zip(*per_frame)))
 
     def _encode(self, clip: Tensor) -> FrameFeatures:
-        if self.feedback is not None and self.feedback_mode == "previous_frame":
+        if self.per_frame:
             return self._encode_previous_frame(clip)
         batch, steps = clip.shape[:2]
         flat = self._encode_batched(clip.flatten(0, 1))
