@@ -335,26 +335,27 @@ def test_warp_flow_images_give_the_flow_prepare_wrote(raw: Path, clean: Path) ->
         assert np.array_equal(y, read_image(sample.flow("y", position), gray=True))
 
 
-def _blas_threads() -> str | None:
+def _blas_threads_of(root: Path, work: Path, settings: PrepareSettings, job) -> str | None:  # noqa: ANN001
+    """Stands in for `run_video` in a worker: what the worker's environment says of OpenBLAS."""
     return os.environ.get("OPENBLAS_NUM_THREADS")
 
 
 @pytest.mark.parametrize("user_setting", [None, "4"])
-def test_workers_start_with_one_blas_thread_and_the_environment_is_given_back(
-        user_setting: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers spawned inside `_one_blas_thread` load numpy with one OpenBLAS thread, unless the
-    user chose a number; this process's environment is as it was afterwards."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from fpar.prepare.pool import _one_blas_thread
+def test_prepare_workers_start_with_one_blas_thread_and_the_environment_is_given_back(
+        user_setting: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run_jobs`'s spawned workers load numpy with one OpenBLAS thread, unless the user chose a
+    number; this process's environment is as it was afterwards."""
+    from fpar.prepare import pool
+    from fpar.prepare.video_run import VideoJob
 
     if user_setting is None:
         monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OPENBLAS_NUM_THREADS", user_setting)
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        with _one_blas_thread():
-            seen = pool.submit(_blas_threads)
-        assert seen.result() == (user_setting or "1")
-    assert _blas_threads() == user_setting
+    monkeypatch.setattr(pool, "run_video", _blas_threads_of)
+    jobs = [VideoJob(tmp_path / f"{name}.mp4", ()) for name in ("a", "b")]  # two jobs: a pool, not a loop
+    (tmp_path / "root").mkdir()
+    with pool.RunSpace(tmp_path / "root", "test") as space:
+        seen = [result for _, result in pool.run_jobs(tmp_path / "root", space, SETTINGS, jobs, workers=2)]
+    assert seen == [user_setting or "1"] * 2
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == user_setting
