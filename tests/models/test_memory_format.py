@@ -17,15 +17,17 @@ def test_rgb_stream_weights_stay_nchw_and_the_flow_streams_are_converted() -> No
     assert not flow.backbone.conv1.weight.is_contiguous()
 
 
-def test_a_previous_frame_rgb_stream_gets_channels_last_weights() -> None:
-    """It runs its backbone frame by frame: NCHW weights would be re-laid out on every frame."""
+def test_a_backbone_run_frame_by_frame_gets_channels_last_weights() -> None:
+    """Under previous_frame feedback NCHW weights would be re-laid out on every frame; the ConvLSTM
+    stays NCHW in every RGB stream."""
     batched = channels_last_model(build_model(small_config("rgb_ms_feedback")))
     per_frame = channels_last_model(build_model(small_config("rgb_ms_feedback", feedback_mode="previous_frame")))
     assert batched.streams["rgb"].backbone.layer4[0].conv1.weight.is_contiguous()
-    for name, weight in per_frame.streams["rgb"].named_parameters():
+    for name, weight in per_frame.streams["rgb"].backbone.named_parameters():
         if weight.dim() == 4 and weight.shape[-1] > 1:  # a 1x1 kernel is both layouts at once
             assert weight.is_contiguous(memory_format=torch.channels_last), name
             assert not weight.is_contiguous(), name
+    assert per_frame.streams["rgb"].lstm.h_convs["i"].weight.is_contiguous()
 
 
 def test_clip_frames_are_channels_last_after_the_stream_flattens_them() -> None:

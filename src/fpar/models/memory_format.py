@@ -13,10 +13,12 @@ So `channels_last_model` converts every stream but the RGB stream, and `channels
 out images (N, C, H, W) channels_last and clips (B, T, C, H, W) so that the frames the RGB stream
 flattens are channels_last.
 
-The exception is an RGB stream with `previous_frame` feedback: it runs its backbone once per frame,
-and with NCHW weights every convolution re-lays out its weight on every frame, forward and
-backward. There channels_last weights more than repay the Adam cost (stage 3, bf16, timed in turns:
-0.681 s against 0.790 at 224, 0.554 against 0.607 at the demo size), so that stream is converted.
+The exception is the backbone of an RGB stream with `previous_frame` feedback: it runs once per
+frame, and with NCHW weights each of its convolutions re-lays out its weight on every frame, forward
+and backward. There channels_last weights more than repay the Adam cost (stage 3, bf16, timed in
+turns: 0.681 s against 0.790 at 224, 0.554 against 0.607 at the demo size). Its ConvLSTM stays
+NCHW as in every RGB stream (it runs step by step whatever the mode); that was 0-7% faster than
+converting it too (each variant alone in its process, three runs).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from fpar.models.rgb import RGBStream
 
 
 def channels_last_model(model: nn.Module) -> nn.Module:
-    """`model` (in place) with channels_last weights except in RGB streams that batch their
-    frames (module doc)."""
+    """`model` (in place) with channels_last weights except in RGB streams, where only a backbone
+    run frame by frame is converted (module doc)."""
     model.to(memory_format=torch.channels_last)
     for module in model.modules():
-        if isinstance(module, RGBStream) and not module.per_frame:
+        if isinstance(module, RGBStream):
             module.to(memory_format=torch.contiguous_format)
+            if module.per_frame:
+                module.backbone.to(memory_format=torch.channels_last)
     return model
 
 
