@@ -51,6 +51,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     rgb_rows = [r for r in report["training"] if r["model"].startswith("rgb")]
     assert rgb_rows and all(r["equal_within_tolerance"] and "reference" in r["step_s"] for r in rgb_rows)
     assert set(report["feedback"]) == {"quick/two_pass", "quick/previous_frame"}
+    assert all({"ratio_fp32", "ratio_bf16"} <= set(e) for e in report["feedback"].values())  # every variant timed
     assert {r["model"] for r in report["inference"]["rows"]} == set(list_models())
     assert {r["method"] for r in report["cam"]["rows"]} == set(METHODS)
 

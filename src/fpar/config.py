@@ -133,7 +133,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     alpha: float = 1.0  # weight of L_ms in L_tot = L_cls + alpha * L_ms
     amp: str = "off"  # "off", "bf16" (autocast, CPU or GPU) or "fp16" (autocast + GradScaler, GPU only)
-    # channels_last (models.memory_format: weights of all but the RGB stream, and the inputs): faster on this CPU
+    # channels_last (models.memory_format: weights of every stream but the RGB stream's, except a backbone that
+    # runs frame by frame; and the inputs): faster on this CPU
     # (docs/bench.md, (c)); logits equal within float tolerance.
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (the weights stay those of the plain module)

@@ -70,10 +70,12 @@ def _training(result: dict) -> Table:
 
 
 def _feedback(result: dict) -> Table:
-    feedback = Table("scale/mode", "x rgb_ms fp32", "x rgb_ms bf16", "pass 1 share", "saved MB (rgb_ms)",
+    variants = list(dict.fromkeys(k.removeprefix("ratio_") for e in result["feedback"].values() for k in e
+                                  if k.startswith("ratio_")))
+    feedback = Table("scale/mode", *[f"x rgb_ms {v}" for v in variants], "pass 1 share (fp32)", "saved MB (rgb_ms)",
                      title="feedback model vs rgb_ms training the same parameters")
     for key, e in result["feedback"].items():
-        feedback.add_row(key, _f(e.get("ratio_fp32")), _f(e.get("ratio_bf16")), _f(e.get("pass1_share_fp32")),
+        feedback.add_row(key, *[_f(e.get(f"ratio_{v}")) for v in variants], _f(e.get("pass1_share_fp32")),
                          f"{e['saved_activations_mb']:.0f} ({e['rgb_ms_saved_activations_mb']:.0f})")
     return feedback
 

@@ -194,7 +194,7 @@ def pass1_seconds(model: nn.Module, batch: dict[str, Tensor], repeats: Repeats, 
 
 
 def feedback_costs(rows: list[dict]) -> dict:
-    """The feedback model's step against rgb_ms training the same parameters, per scale (fp32 and bf16)."""
+    """The feedback model's step against rgb_ms training the same parameters, per scale and variant."""
     out = {}
     for scale in sorted({r["scale"] for r in rows}):
         at = {(r["model"], r["feedback_mode"], r["stage"]): r for r in rows if r["scale"] == scale}
@@ -205,7 +205,8 @@ def feedback_costs(rows: list[dict]) -> dict:
             row = at.get(("rgb_ms_feedback", mode, "stage3"))
             if row is None:
                 continue
-            entry = {f"ratio_{v}": row["step_s"][v] / base["step_s"][v] for v in ("fp32", "bf16") if v in row["step_s"]}
+            entry = {f"ratio_{v}": row["step_s"][v] / base["step_s"][v]
+                     for v in row["step_s"] if v != "reference" and v in base["step_s"]}
             entry["saved_activations_mb"] = row["saved_activations_mb"]
             entry["rgb_ms_saved_activations_mb"] = base["saved_activations_mb"]
             if "pass1_s" in row:
