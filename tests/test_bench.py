@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from fpar.bench.reference import ReferenceStyle
 from fpar.bench.run import DEMO, SECTIONS, problems
 from fpar.bench.timing import Repeats, interleaved
-from fpar.bench.training import STAGES
+from fpar.bench.table import tables
+from fpar.bench.training import STAGES, feedback_costs
 from fpar.cli import app
 from fpar.config import ModelConfig, load_recipe
 from fpar.data.datasets import DATASETS
@@ -54,6 +55,30 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert all({"ratio_fp32", "ratio_bf16"} <= set(e) for e in report["feedback"].values())  # every variant timed
     assert {r["model"] for r in report["inference"]["rows"]} == set(list_models())
     assert {r["method"] for r in report["cam"]["rows"]} == set(METHODS)
+
+
+def test_feedback_costs_give_every_variant_both_rows_timed() -> None:
+    """x rgb_ms per variant timed in both rows (bf16 + channels_last is what the demo trains in);
+    the reference and a variant one row lacks give no ratio, and the table prints a dash there."""
+    def row(model: str, mode: str | None, stage: str, step_s: dict, **extra: float) -> dict:
+        return {"model": model, "feedback_mode": mode, "stage": stage, "scale": "s", "step_s": step_s,
+                "saved_activations_mb": 10.0, **extra}
+
+    rows = [row("rgb", None, "stage1", {"reference": 1.0, "fp32": 1.0, "compile": 0.5}),
+            row("rgb_ms", None, "stage3_set", {"reference": 2.0, "fp32": 1.0, "bf16": 0.5, "bf16_channels_last": 0.4}),
+            row("rgb_ms_feedback", "two_pass", "stage3", {"reference": 3.0, "fp32": 1.5, "bf16": 0.8,
+                                                          "bf16_channels_last": 0.6}, pass1_s=0.3),
+            row("rgb_ms_feedback", "previous_frame", "stage3", {"reference": 2.5, "fp32": 1.2, "bf16": 0.7})]
+    costs = feedback_costs(rows)
+    assert set(costs) == {"s/two_pass", "s/previous_frame"}
+    two_pass, previous = costs["s/two_pass"], costs["s/previous_frame"]
+    assert {k for k in two_pass if k.startswith("ratio_")} == {"ratio_fp32", "ratio_bf16", "ratio_bf16_channels_last"}
+    assert two_pass["ratio_bf16_channels_last"] == pytest.approx(1.5) and two_pass["ratio_fp32"] == pytest.approx(1.5)
+    assert two_pass["pass1_share_fp32"] == pytest.approx(0.2)
+    assert {k for k in previous if k.startswith("ratio_")} == {"ratio_fp32", "ratio_bf16"}
+    [table] = tables({"feedback": costs})
+    assert [c.header for c in table.columns][1:4] == ["x rgb_ms fp32", "x rgb_ms bf16", "x rgb_ms bf16_channels_last"]
+    assert list(table.columns[3].cells) == ["1.50", "-"]
 
 
 def test_problems_names_missing_sections_and_figures_that_are_not_positive() -> None:

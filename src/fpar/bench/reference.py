@@ -1,7 +1,8 @@
 """The RGB models computed the way the reference code computes them: the bench's baseline.
 
 Ego-RNN's training loop feeds one frame at a time through the whole backbone (attention and MS
-head included) and steps a ConvLSTM whose eight gate convolutions run one by one. This module
+head included) and steps a ConvLSTM whose eight gate convolutions run one by one; the feedback
+branch runs at the stem's size, in the design's order. This module
 does exactly that with the parameters of an fpar model (it holds the model, so both share every
 weight), in fp32, so the bench compares fpar's batched form with it on the same batch and checks
 that both give the same outputs. It lives here, not in `fpar.models`: nothing trains with it.
@@ -12,11 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fpar.models.attention import attend, cam_attention
 from fpar.models.convlstm import GATES, ConvLSTMCell
+from fpar.models.heads import FeedbackBranch
 from fpar.models.model import ActionModel, ModelOutput
+
+
+def design_order_feedback(branch: FeedbackBranch, source: Tensor, stem: Tensor) -> Tensor:
+    """The feedback as the design writes it: Conv100's output upsampled to the stem's size, then
+    both branches there (fpar runs each branch's first conv before the upsampling)."""
+    source = F.interpolate(source, size=stem.shape[-2:], mode="bilinear", align_corners=False)
+    return (1 + branch.delta_beta(source)) * stem + branch.gamma(source)
 
 
 def eight_conv_step(cell: ConvLSTMCell, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -48,7 +58,7 @@ class ReferenceStyle(nn.Module):
                     source = head.embed(backbone(frame).layer4)
             stem = backbone.stem(frame)
             if stream.feedback is not None and source is not None:
-                stem = stream.feedback(source, stem)
+                stem = design_order_feedback(stream.feedback, source, stem)
             features = backbone.trunk(stem)
             attention = cam_attention(backbone.fc.weight, features.logits, features.layer4)
             attended = attend(features.layer4_pre_bn, attention)

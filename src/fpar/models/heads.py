@@ -81,7 +81,10 @@ class FeedbackBranch(nn.Module):
     Computed in a cheaper order with the same result: each branch's first 1x1 conv runs before the
     upsampling, on layer4's s x s map instead of the stem's 112 x 112 (a 1x1 conv and bilinear
     upsampling commute: both are linear, and the bilinear weights sum to one, so the bias passes
-    through). delta_beta's last conv gets 1 added to its bias, and one addcmul gives F'.
+    through). delta_beta's last conv gets 1 added to its bias, and one addcmul gives F'. So the
+    branches' last convs run through `F.conv2d`: a forward hook on them would not fire. Under bf16
+    autocast the shifted bias is rounded near 1 (steps of 2^-8), the order of the rounding that
+    `1 + delta_beta` and F' itself get in bf16 anyway.
     """
 
     def __init__(self, in_channels: int = MS_CHANNELS, channels: int = STEM_CHANNELS) -> None:

@@ -122,14 +122,23 @@ def make_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) 
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """`optimizer` takes `state` (its state_dict from state.pt) and stays fused.
+    """`optimizer` takes `state` (its state_dict from state.pt), stays fused, and keeps each
+    moment in its parameter's memory layout.
 
     torch restores each param group's saved options, `fused` and `foreach` included: a state.pt
     from before fused optimizers would turn this one back to the per-tensor loop, while it still
-    tells GradScaler that it unscales itself (fp16 then fails in the step)."""
+    tells GradScaler that it unscales itself (fp16 then fails in the step). It also keeps the
+    saved tensors' strides: a state.pt saved with other memory formats (`train.channels_last`
+    switched, or a version of fpar that lays a stream out otherwise) would pair moments and
+    parameters with different layouts, which the fused kernel must not be handed."""
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
         group["fused"], group["foreach"] = optimizer.defaults["fused"], optimizer.defaults["foreach"]
+        for param in group["params"]:
+            moments = optimizer.state.get(param, {})
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    moments[key] = torch.empty_like(param).copy_(value)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> torch.optim.lr_scheduler.LRScheduler:
