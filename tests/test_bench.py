@@ -37,7 +37,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert "incomplete" not in result.output
     report = json.loads(out.read_text())
     assert problems(report) == []
-    assert report["quick"] is True
+    assert report["quick"] is True and report["machine"]["timed_repeats"] == 1
     prepare = {(r["method"], r["workers"]) for r in report["prepare"]["rows"]}
     assert prepare == {("dis", 1), ("dis", 2)}
     assert all(set(r["share"]) == {"decode", "homography", "dense_flow", "motion_maps", "image_writes"}
@@ -128,6 +128,22 @@ def test_bench_refuses_an_unknown_section_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "--only loading,nope: expected some of prepare,loading,training,inference,cam" in result.stdout
+
+
+def test_repeats_sets_the_timed_repeats_and_keeps_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fpar.bench import run
+
+    monkeypatch.setattr(run, "_run", lambda plan, *args: plan)  # the plan the sections would run with
+    assert run.run_bench(quick=True, repeats=5).repeats == Repeats(warmup=run.QUICK.repeats.warmup, repeats=5)
+    assert run.run_bench(quick=False).repeats == run.FULL.repeats
+
+
+def test_bench_refuses_zero_repeats_in_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "fpar.cli", "bench", "--quick", "--repeats", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "--repeats 0: expected at least 1" in result.stdout
 
 
 @pytest.mark.slow

@@ -589,6 +589,10 @@ def bench_verb(
     = None,
     only: Annotated[str, typer.Option(help="Comma-separated sections to run.")]
     = "prepare,loading,training,inference,cam",
+    repeats: Annotated[Optional[int], typer.Option(help="Timed repeats of each candidate (the median is "
+                                                        "reported): more give steadier ratios on a noisy "
+                                                        "machine; the timed part takes proportionally longer.",
+                                                   show_default="3; 1 with --quick")] = None,
 ) -> None:
     """Measure fpar's speed in one run: prepare (per flow method and worker count, with the share of
     each part), data loading (vs a naive PIL loader), training steps (fp32, bf16, channels_last,
@@ -602,11 +606,14 @@ def bench_verb(
       fpar bench --quick --json bench.json
 
       fpar bench --only prepare,loading --json runs/bench_data.json
+
+      fpar bench --only training --repeats 7 --json runs/bench_training.json
     """
     from fpar.bench.run import problems, run_bench, write_json
     from fpar.bench.table import tables
 
-    result = run_bench(device, quick, threads, tuple(parse_list(only)), progress=lambda section: console.print(f"bench: {section}...", highlight=False))
+    result = run_bench(device, quick, threads, tuple(parse_list(only)), repeats=repeats,
+                       progress=lambda section: console.print(f"bench: {section}...", highlight=False))
     for table in tables(result):
         console.print(table)
     if json_file is not None:

@@ -14,7 +14,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ SECTIONS = ("machine", "prepare", "loading", "training", "feedback", "inference"
 # Keys whose values are labels or flags, not figures (every other number must be positive).
 NOT_FIGURES = {"batch", "workers", "frames", "clips", "frames_per_clip", "batches", "video_seconds", "fps",
                "equal_within_tolerance", "load_average", "load_average_start", "load_average_end", "cores",
-               "torch_threads", "image_size", "max_relative_logit_difference"}
+               "torch_threads", "image_size", "max_relative_logit_difference", "timed_repeats"}
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,19 @@ def pick_device(name: str) -> torch.device:
 
 
 def run_bench(device: str = "cpu", quick: bool = False, threads: int | None = None,
-              only: tuple[str, ...] = PARTS, progress: Callable[[str], None] = lambda _: None) -> dict:
+              only: tuple[str, ...] = PARTS, progress: Callable[[str], None] = lambda _: None,
+              repeats: int | None = None) -> dict:
     """The sections in `only` (module doc) with torch on `threads` threads (None: torch's default,
-    or 1 for `quick`, whose toy steps only lose from threads on a busy machine); `progress` hears
-    each section's name as it starts."""
+    or 1 for `quick`, whose toy steps only lose from threads on a busy machine), each candidate
+    timed `repeats` times after its warm-up (None: the plan's); `progress` hears each section's
+    name as it starts."""
     plan, dev = (QUICK if quick else FULL), pick_device(device)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: expected at least 1")
+    if repeats is not None:
+        if repeats < 1:
+            raise ConfigError(f"--repeats {repeats}: expected at least 1")
+        plan = replace(plan, repeats=Repeats(warmup=plan.repeats.warmup, repeats=repeats))
     if not only or any(name not in PARTS for name in only):
         raise ConfigError(f"--only {','.join(only)}: expected some of {','.join(PARTS)}")
     previous = torch.get_num_threads()
@@ -96,6 +102,7 @@ def run_bench(device: str = "cpu", quick: bool = False, threads: int | None = No
 
 def _run(plan: Plan, dev: torch.device, quick: bool, only: tuple[str, ...], progress: Callable[[str], None]) -> dict:
     result: dict = {"quick": quick, "sections": list(only), "machine": machine(dev)}
+    result["machine"]["timed_repeats"] = plan.repeats.repeats
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fpar-bench-") as folder:
         work = Path(folder)

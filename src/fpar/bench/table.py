@@ -22,7 +22,8 @@ def _machine(result: dict) -> Table:
              f"load average {m['load_average_start']} -> {m['load_average_end']}")
     table = Table("machine", title=title)
     table.add_row(f"{'quick (toy sizes: not speed figures)' if result['quick'] else 'full'} run of "
-                  f"{', '.join(result['sections'])}, {m['seconds']:.0f} s")
+                  f"{', '.join(result['sections'])}, {m['seconds']:.0f} s; medians of {m['timed_repeats']} "
+                  "timed repeats")
     return table
 
 
