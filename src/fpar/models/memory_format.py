@@ -17,9 +17,9 @@ The exception is the backbone of an RGB stream with `previous_frame` feedback: i
 frame, and with NCHW weights each of its convolutions re-lays out its weight on every frame, forward
 and backward. There channels_last weights more than repay the Adam cost (stage 3, bf16, timed in
 turns: 0.681 s against 0.790 at 224, 0.554 against 0.607 at the demo size; each step alone in its
-process, against rgb_ms: docs/bench.md, "Feedback"). Its ConvLSTM stays
-NCHW as in every RGB stream (it runs step by step whatever the mode); that was 0-7% faster than
-converting it too (each variant alone in its process, three runs).
+process, against rgb_ms: docs/bench.md, "Feedback"). Its ConvLSTM stays NCHW as in every RGB
+stream (it runs step by step whatever the mode); that was 0-7% faster than converting it too (each
+variant alone in its process, three runs).
 """
 
 from __future__ import annotations
