@@ -27,10 +27,11 @@ from fpar.data.sampling import flow_window, frame_positions, train_flow_start
 from fpar.data.transforms import FLOW_MEAN, FLOW_STD, IMAGENET_MEAN, IMAGENET_STD, ClipParams, crop_box
 from fpar.bench.timing import Repeats, device_sync, load_average
 from fpar.bench.training import STAGE2, Scale, model_config, step_function
-from fpar.models.memory_format import channels_last_input, channels_last_model
+from fpar.models.memory_format import channels_last_model
 from fpar.models.registry import build_model
 from fpar.train.batches import Pass, RunBatches
 from fpar.train.distributed import Processes
+from fpar.train.loop import to_device
 
 WORKER_COUNTS = (0, 1, 2)
 
@@ -156,8 +157,7 @@ def loader_wait(root, cache: Path, scale: Scale, device: torch.device, batches: 
                 waited = stepped = 0.0
                 for wait, batch in _timed_batches(run.take(epoch)[1]):
                     start = time.perf_counter()
-                    step({k: channels_last_input(v.to(device, non_blocking=True)) if isinstance(v, torch.Tensor)
-                          else v for k, v in batch.items()})
+                    step(to_device(batch, device, channels_last=True))
                     sync()
                     waited, stepped = waited + wait, stepped + time.perf_counter() - start
         finally:

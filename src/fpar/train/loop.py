@@ -101,6 +101,19 @@ def publish(source: Path, target: Path) -> None:
             shutil.copyfile(source, temp)
 
 
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    """`batch`'s tensors on `device` (without waiting, from pinned memory), laid out channels_last
+    under `train.channels_last` (`models.memory_format`): what a step is fed."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if channels_last:
+                value = channels_last_input(value)
+        out[key] = value
+    return out
+
+
 class Trainer:
     """Runs a checked `Plan` into a run dir; `run()` starts or continues where state.pt says."""
 
@@ -241,7 +254,7 @@ class Trainer:
         amp = AMP_MODES[self.cfg.amp]
         bar = tqdm(batches, total=count, desc=desc, leave=train, disable=not self.processes.is_main, dynamic_ncols=True)
         for step, batch in enumerate(bar):
-            batch = self._to_device(batch)
+            batch = to_device(batch, self.device, self.cfg.channels_last)
             with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
                 output = forward(batch)
                 losses = compute_losses(output, batch, self.cfg.alpha)
@@ -260,16 +273,6 @@ class Trainer:
                 bar.set_postfix(loss=f"{sums[0] / sums[4]:.4f}", acc=f"{sums[3] / sums[4]:.3f}")
         loss, cls, ms, correct, count = self.processes.sum(sums).tolist()
         return {"loss": loss / count, "cls": cls / count, "ms": ms / count if has_ms else "", "acc": correct / count}
-
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, non_blocking=True)
-                if self.cfg.channels_last:
-                    value = channels_last_input(value)
-            out[key] = value
-        return out
 
     # ---- files --------------------------------------------------------------------------------
     def _save(self, index: int, row: dict[str, Any]) -> None:
