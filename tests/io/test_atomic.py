@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
+from fpar.errors import DataError
 from fpar.io.atomic import write_atomic
 
 
@@ -31,3 +35,30 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -
         write_atomic(target, half_then_fail)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.csv"]
+
+
+class _FullDisk:
+    """A binary handle on a disk that fills after `room` bytes, as a real one raises."""
+
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def write(self, data) -> int:
+        if self.room < len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def test_a_full_disk_under_torch_save_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    # torch.save reports a full disk as "unexpected pos ..." while closing the archive; the user is
+    # told the file, the cause and the free space instead, and the old checkpoint stays whole
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(DataError, match=r"last\.pt: cannot write: No space left on device \(.* MiB free there\)"):
+        write_atomic(target, lambda handle: torch.save({"w": torch.zeros(100_000)}, _FullDisk(handle, 4096)))
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

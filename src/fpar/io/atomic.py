@@ -7,7 +7,9 @@ quality.json, checkpoints, the trainer's metrics and state.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +39,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with temp.open("rb+") as written:
             os.fsync(written.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
+        full = _disk_full(exc)
+        if full is not None:
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise DataError(f"{path}: cannot write: {full.strerror} ({free:,.0f} MiB free there); "
+                            "free some space and run the same command again") from exc
         raise
     _fsync_dir(path.parent)
 
@@ -54,6 +61,20 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[IO[Any]], None]
         else:
             temp.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The out-of-space error behind `exc`, if any.
+
+    torch.save turns a failed write into a RuntimeError ("unexpected pos 704 vs 598") raised while
+    it closes the archive; the OSError that says why is only on the exception's context chain.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
