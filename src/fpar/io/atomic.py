@@ -43,8 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
         full = _disk_full(exc)
         if full is not None:
-            free = shutil.disk_usage(path.parent).free / 2**20
-            raise DataError(f"{path}: cannot write: {full.strerror} ({free:,.0f} MiB free there); "
+            raise DataError(f"{path}: cannot write: {full.strerror} {free_space(path.parent)}; "
                             "free some space and run the same command again") from exc
         raise
     _fsync_dir(path.parent)
@@ -61,6 +60,15 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[IO[Any]], None]
         else:
             temp.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def free_space(folder: Path) -> str:
+    """"(N MiB free there)": what a message about a failed write adds, so a full disk is plain.
+
+    Measured on the nearest folder that exists (the write may have failed for want of `folder`).
+    """
+    existing = next((f for f in (folder, *folder.parents) if f.is_dir()), Path("."))
+    return f"({shutil.disk_usage(existing).free / 2**20:,.0f} MiB free there)"
 
 
 def _disk_full(exc: BaseException) -> OSError | None:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from fpar.errors import DataError
+from fpar.io.atomic import free_space
 from fpar.options import Size
 
 
@@ -61,7 +62,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), image):
-        raise DataError(f"{path}: could not write image")
+        raise DataError(f"{path}: could not write image {free_space(path.parent)}")
 
 
 def write_video(path: Path, frames: np.ndarray | Iterable[np.ndarray], fps: float, crf: int = 20,
