@@ -93,14 +93,17 @@ def _maxpool_inputs(model: torch.nn.Module, batch: dict) -> tuple[list[torch.Ten
 
 
 def test_two_pass_modulates_conv1_after_bn1_relu_before_maxpool() -> None:
-    """Pass 1 is unmodulated; pass 2 feeds (1 + delta_beta) * relu(bn1(conv1)) + gamma to the max-pool."""
+    """Pass 1 is unmodulated; pass 2 feeds (1 + delta_beta) * relu(bn1(conv1)) + gamma to the max-pool.
+
+    Both passes start from one stem: conv1 and bn1 run once.
+    """
     cfg = small_config("rgb_ms_feedback", frames=2)
     model = build_model(cfg).eval()
     _constant_modulation(model, scale=1.5, shift=0.25)
     bn1_outputs, maxpool_inputs = _maxpool_inputs(model, make_batch(cfg))
-    assert len(maxpool_inputs) == 2  # pass 1, pass 2 (all B*T frames in one batch each)
+    assert len(bn1_outputs) == 1 and len(maxpool_inputs) == 2  # pass 1, pass 2 (all B*T frames in one batch each)
     torch.testing.assert_close(maxpool_inputs[0], F.relu(bn1_outputs[0]))
-    torch.testing.assert_close(maxpool_inputs[1], 1.5 * F.relu(bn1_outputs[1]) + 0.25)
+    torch.testing.assert_close(maxpool_inputs[1], 1.5 * F.relu(bn1_outputs[0]) + 0.25)
 
 
 def test_two_pass_branch_reads_the_unmodulated_conv100() -> None:

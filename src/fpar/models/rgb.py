@@ -70,9 +70,8 @@ class RGBStream(nn.Module):
         """True where the backbone runs frame by frame (`previous_frame` feedback), not on B*T frames."""
         return self.feedback is not None and self.feedback_mode == "previous_frame"
 
-    def _frames(self, frames: Tensor, source: Tensor | None) -> FrameFeatures:
-        """Backbone (stem modulated by `source` when given), attention and MS embedding."""
-        stem = self.backbone.stem(frames)
+    def _frames(self, stem: Tensor, source: Tensor | None) -> FrameFeatures:
+        """The backbone's trunk on `stem` (modulated by `source` when given), attention and MS embedding."""
         if source is not None:
             stem = self.feedback(source, stem)
         features = self.backbone.trunk(stem)
@@ -83,18 +82,19 @@ class RGBStream(nn.Module):
     def _encode_batched(self, frames: Tensor) -> FrameFeatures:
         """All frames in one batch; with feedback (`two_pass`), pass 1 without grad makes the
         branch input and pass 2 is the modulated model."""
+        stem = self.backbone.stem(frames)
         source = None
-        if self.feedback is not None:
+        if self.feedback is not None:  # pass 1 shares pass 2's stem: the same conv1 output, computed once
             with torch.no_grad():
-                source = self.ms_head.embed(self.backbone(frames).layer4)
-        return self._frames(frames, source)
+                source = self.ms_head.embed(self.backbone.trunk(stem).layer4)
+        return self._frames(stem, source)
 
     def _encode_previous_frame(self, clip: Tensor) -> FrameFeatures:
         """Frame t modulated by frame t-1's (detached) Conv100 output; frame 0 unmodulated."""
         per_frame: list[FrameFeatures] = []
         source = None
         for frame in clip.unbind(1):
-            out = self._frames(frame, source)
+            out = self._frames(self.backbone.stem(frame), source)
             source = out.ms_embedding.detach()
             per_frame.append(out)
         return FrameFeatures(*(torch.stack(field, dim=1) for field in zip(*per_frame)))
