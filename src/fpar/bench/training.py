@@ -182,13 +182,15 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
 
 
 def pass1_seconds(model: nn.Module, batch: dict[str, Tensor], repeats: Repeats, device: torch.device) -> float:
-    """Seconds of the feedback model's first pass alone (no grad: backbone and Conv100)."""
+    """Seconds of the feedback model's first pass alone (no grad: the trunk from the stem that pass 2
+    also uses, and Conv100)."""
     stream = model.streams["rgb"]
-    frames = batch["rgb"].flatten(0, 1)
+    with torch.no_grad():
+        stem = stream.backbone.stem(batch["rgb"].flatten(0, 1))
 
     def first_pass() -> None:
         with torch.no_grad():
-            stream.ms_head.embed(stream.backbone(frames).layer4)
+            stream.ms_head.embed(stream.backbone.trunk(stem).layer4)
 
     return interleaved({"pass1": first_pass}, repeats, device_sync(device))["pass1"]
 
