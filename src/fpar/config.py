@@ -296,6 +296,20 @@ def check_model_config(cfg: ModelConfig) -> ModelConfig:
     return checked
 
 
+# Recipe values outside these (inclusive) ranges are refused before a run dir is written.
+_RECIPE_RANGES = {"data.batch_size": (1, None), "data.workers": (0, None), "train.seed": (0, 2**32 - 1)}
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """ConfigError naming the key of a data or train value out of its range (batch size 0, ...)."""
+    for key, (least, most) in _RECIPE_RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        if value < least or (most is not None and value > most):
+            bound = f"at least {least}" if most is None else f"from {least} to {most}"
+            raise ConfigError(f"{key} must be {bound}, got {value}")
+
+
 def _one_line(exc: OmegaConfBaseException) -> str:
     """OmegaConf's message without its multi-line type dump, prefixed by the offending key."""
     message = one_line(str(getattr(exc, "msg", exc)).splitlines()[0])  # first line: the dump follows

@@ -85,6 +85,31 @@ def test_video_through_two_models_gives_two_playable_videos(runs: Path, video: P
     assert not app.exception and len(app.get("video")) == 1
 
 
+def test_an_upload_named_like_a_cam_output_is_not_overwritten(runs: Path, video: Path, temp_root: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first model's CAM video is `rgb-best.mp4`; a flow model would decode the upload again after it
+    import streamlit as st
+
+    from fpar.explain import render
+
+    uploaded, writes = video.read_bytes(), []
+
+    def checked_write(out: Path, media, *args, **kwargs):
+        written = real_write(out, media, *args, **kwargs)
+        writes.append((out, media.path, media.path.read_bytes() == uploaded))
+        return written
+
+    real_write = render.write_cam_video
+    monkeypatch.setattr(render, "write_cam_video", checked_write)
+    st.cache_data.clear()  # a picture cached by another test would skip the write
+    app = start(runs, monkeypatch)
+    app.file_uploader[0].upload("rgb-best.mp4", uploaded, "video/mp4")
+    app.run()
+    assert not app.exception and not app.error and len(app.get("video")) == 2
+    assert [out.name for out, _, _ in writes] == ["rgb-best.mp4", "rgb_ms-best.mp4"]
+    assert all(out != source and intact for out, source, intact in writes)
+
+
 LIMIT_CASES = {  # the app's own limits, set through `fpar app`'s environment
     "too big": ({ENV_MAX_MB: "0.01"}, "over the limit of 0.01 MB"),
     "too long": ({ENV_MAX_FRAMES: "4"}, "longer than the limit of 4 frames"),

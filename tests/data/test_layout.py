@@ -50,6 +50,12 @@ def test_instances_sort_numerically(make_root) -> None:
     assert [s.instance for s in discover(root).samples] == ["1", "2", "10"]
 
 
+def test_a_digit_like_non_ascii_instance_name_sorts_as_a_name(make_root) -> None:
+    # "²".isdigit() is True but int("²") fails: such a folder is just a name, after the numbers
+    root = make_root("egornn", tuple(FakeInstance("S1", "open_jam", i, frames=3) for i in ("\u00b2", "2")))
+    assert [s.instance for s in discover(root).samples] == ["2", "\u00b2"]
+
+
 def test_layout_detection_and_its_errors(make_root, tmp_path: Path) -> None:
     assert detect_layout(make_root("course")) is COURSE
     assert detect_layout(make_root("egornn")) is EGORNN

@@ -41,3 +41,34 @@ def test_large_images_are_shrunk_to_display_size(tmp_path: Path) -> None:
     Image.new("RGB", (1000, 500), (10, 200, 30)).save(tmp_path / "wide.jpg")
     media = read_media(tmp_path / "wide.jpg")
     assert not media.is_video and media.frames.shape == (1, DISPLAY_SIDE // 2, DISPLAY_SIDE, 3)
+
+
+def _encode(path: Path, width: int, height: int, frames: int, container_format: str | None = None,
+            title: str | None = None) -> None:
+    with av.open(str(path), "w", format=container_format) as container:
+        if title is not None:
+            container.metadata["title"] = title
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = np.full((height, width, 3), 40 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_a_video_that_changes_size_midway_is_shown_at_its_first_size(tmp_path: Path) -> None:
+    # two MPEG-TS pieces of different sizes, joined: a valid stream whose frames stop matching
+    for index, (width, height) in enumerate(((64, 48), (96, 96))):
+        _encode(tmp_path / f"{index}.ts", width, height, frames=4, container_format="mpegts")
+    joined = tmp_path / "joined.mp4"  # named .mp4, as the review found it; FFmpeg reads it by content
+    joined.write_bytes((tmp_path / "0.ts").read_bytes() + (tmp_path / "1.ts").read_bytes())
+    media = read_media(joined)
+    assert media.frames.shape == (8, 48, 64, 3)
+
+
+def test_a_title_tag_that_is_not_utf8_does_not_stop_reading(tmp_path: Path) -> None:
+    video = tmp_path / "tagged.mp4"
+    _encode(video, 64, 48, frames=3, title="QQQQQQQQ")
+    video.write_bytes(video.read_bytes().replace(b"QQQQQQQQ", b"\xff\xfeQQQQQQ"))  # Latin-1 bytes, say
+    media = read_media(video)
+    assert media.frames.shape == (3, 48, 64, 3) and media.fps == pytest.approx(10)

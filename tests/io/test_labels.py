@@ -49,6 +49,9 @@ def test_folder_of_videos_with_a_labels_file(folder: Path) -> None:
     ("video,user,label,start,end\nv/a.mp4,S1,take,9,3\n", ":2: end 3 is before start 9"),
     ("video,user,label\nv/a.mp4,S1,../take\n", ":2: bad label"),
     ("video,user\nv/a.mp4,S1\n", ":1: header must name the columns"),
+    ("video,user,label,start,end\nv/a.mp4,S1,take,\u00b2,4\n", ":2: start must be a frame number"),  # "²".isdigit()
+    ('video,user,label\nv/a.mp4,S1,"take\ncup"\n', ":3: bad label 'take\\ncup'"),  # the journal would lose it
+    ("video,user,label\nv/a.mp4,S\x071,take\n", ":2: bad user"),
 ])
 def test_bad_rows_name_the_file_and_line(folder: Path, text: str, message: str) -> None:
     path = _labels(folder, text)
@@ -154,3 +157,9 @@ def test_a_label_longer_than_a_folder_name_may_be_is_refused(folder: Path) -> No
     labels = _labels(folder, f"video,user,label\nv/a.mp4,S1,{'x' * 256}\n")
     with pytest.raises(DataError, match=re.escape(f"{labels}:2: label is 256 bytes long")):
         read_labels(labels)
+
+
+def test_a_field_over_the_csv_limit_is_one_data_error(folder: Path) -> None:
+    path = _labels(folder, 'video,user,label\n"' + "x" * 200_000 + '",S1,take\n')
+    with pytest.raises(DataError, match=re.escape(f"{path}: not a valid CSV (field larger than field limit")):
+        read_labels(path)

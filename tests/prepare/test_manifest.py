@@ -4,6 +4,7 @@ and a broken manifest is one line naming the file from every verb that reads it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,9 @@ import pytest
 
 from cli_kit import run_cli
 from fpar.data.layout import MANIFEST_COLUMNS, MANIFEST_JOURNAL_NAME, MANIFEST_LOCK_NAME, MANIFEST_NAME, read_manifest
+from fpar.errors import DataError
 from fpar.prepare.manifest import ManifestStore
+from fpar.prepare.settings import parse_shard
 
 
 def _row(i: int, status: str = "ok") -> dict[str, str]:
@@ -99,3 +102,13 @@ def test_a_broken_manifest_is_one_line_naming_it_from_every_verb(raw: Path, tmp_
     assert code == 1 and "Traceback" not in output, output
     assert expected in " ".join(output.split())
     assert [line for line in output.splitlines() if line.strip()] == [output.strip().splitlines()[0]]  # one line
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "a/2", "1", "\u00b2/4"])  # "²".isdigit() is True, int("²") fails
+def test_a_bad_shard_is_one_data_error(text: str) -> None:
+    with pytest.raises(DataError, match=re.escape(f"shard must be K/N with 1 <= K <= N, got {text!r}")):
+        parse_shard(text)
+
+
+def test_a_shard_is_k_of_n_from_one() -> None:
+    assert parse_shard("2/4") == (1, 4)

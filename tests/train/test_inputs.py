@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, stage_yaml, write_recipe
-from fpar.config import ModelConfig
+from rich.console import Console
+
+from fpar.config import ModelConfig, load_recipe
 from fpar.errors import CheckpointError, ConfigError, DataError
 from fpar.models import CheckpointMeta, build_model, save_checkpoint
+from fpar.train.distributed import Processes
 from fpar.train.rundir import RunDir
-from fpar.train.run import train
+from fpar.train.run import make_plan, train, train_run
 
 ONE_STAGE = [stage_yaml("s1", ["classifier"], 1)]
 
@@ -41,6 +44,40 @@ def test_model_that_does_not_fit_the_data(prepared_root: Path, tmp_path: Path, m
     recipe = write_recipe(tmp_path, model, ONE_STAGE)
     with pytest.raises(DataError, match=f"{root}.*{what}"):
         train(recipe, tmp_path / "run", [*TINY, f"data.root={root}"])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stages.0.lr=-1.0", "stage 's1': Invalid learning rate: -1.0"),
+    ("stages.0.eps=-1.0", "stage 's1': Invalid epsilon value: -1.0"),
+    ("data.batch_size=0", "data.batch_size must be at least 1, got 0"),
+    ("data.workers=-1", "data.workers must be at least 0, got -1"),
+    ("train.seed=-1", "train.seed must be from 0 to 4294967295, got -1"),
+])
+def test_a_value_out_of_range_is_refused_before_the_run_dir_is_written(prepared_root: Path, tmp_path: Path,
+                                                                       override: str, message: str) -> None:
+    # written first, the run dir would then refuse the corrected rerun as "another recipe"
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", override])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_the_processes_cannot_share_is_refused_before_the_run_dir_is_written(prepared_root: Path,
+                                                                                    tmp_path: Path) -> None:
+    plan = make_plan(load_recipe(write_recipe(tmp_path, "rgb", ONE_STAGE), [*TINY, f"data.root={prepared_root}"]))
+    with pytest.raises(ConfigError, match="data.batch_size 4 is the global batch and must divide by the 3"):
+        train_run(plan, tmp_path / "run", Console(), processes=Processes(0, 3))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_validation_part_of_excluded_classes_only_is_refused_naming_the_root(prepared_root: Path,
+                                                                              tmp_path: Path) -> None:
+    # other classes keep one training instance (S1's, never taken for validation); shake_box keeps three
+    root = linked_root(prepared_root, tmp_path / "root", keep=lambda user, label: label == "shake_box" or user < "S3")
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    with pytest.raises(DataError, match=rf"^{root}: the validation part holds only excluded classes \(shake_box;"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={root}", "data.exclude_classes=[shake_box]"])
     assert not (tmp_path / "run").exists()
 
 

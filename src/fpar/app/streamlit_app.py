@@ -94,7 +94,11 @@ def show_result(entry_label: str, result: CamResult, picture: bytes, is_video: b
 
 
 def run_models(upload, entries: list[Entry], labels: list[str], method: str, alpha: float, settings) -> None:
-    """Save the upload in a temporary folder, explain it with each model, show the results side by side."""
+    """Save the upload in a temporary folder, explain it with each model, show the results side by side.
+
+    The upload lies in a folder of its own: a CAM output named like it (an upload called
+    `rgb-best.mp4`) must not replace it while a flow model still decodes it.
+    """
     data = upload.getvalue()
     if len(data) > settings.limits.max_megabytes * 1e6:
         raise DataError(f"{upload.name}: {len(data) / 1e6:.0f} MB is over the limit of "
@@ -102,7 +106,9 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
     digest = hashlib.sha1(data).hexdigest()
     with tempfile.TemporaryDirectory(prefix="fpar-app-") as folder:
         try:
-            source = Path(folder) / (Path(upload.name).name or "upload")
+            inbox = Path(folder) / "upload"
+            inbox.mkdir()
+            source = inbox / (Path(upload.name).name or "upload")
             source.write_bytes(data)
             media = read_media(source, settings.limits)
             bar = st.progress(0.0, text="starting")
@@ -120,7 +126,7 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
                 results.append((result, picture))
             bar.empty()
         except FparError as exc:
-            raise DataError(one_line(exc).replace(f"{folder}/", "")) from exc
+            raise DataError(one_line(exc).replace(f"{folder}/upload/", "").replace(f"{folder}/", "")) from exc
     suffix = "mp4" if media.is_video else "png"
     for column, label, (result, picture) in zip(st.columns(len(results)), labels, results):
         with column:

@@ -251,7 +251,7 @@ class Discovery:
 def instance_order(name: str) -> tuple[int, int, str]:
     """Sort key of a folder (instance) name: numeric names first in numeric order (GTEA instances
     are 1, 2, ... 10), then the others by name. Discovery and the prepare manifest both use it."""
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+    return (0, int(name), "") if name.isascii() and name.isdigit() else (1, 0, name)  # "²".isdigit() too
 
 
 def _sorted_children(folder: Path) -> list[Path]:

@@ -64,11 +64,12 @@ def read_media(path: str | Path, limits: Limits = Limits()) -> Media:
     if media_kind(path) == "image":
         return Media(path, _display(read_image(path))[None], DEFAULT_FPS, is_video=False)
     _refuse_image_as_video(path)
-    frames = []
+    frames, size = [], None
     for index, frame in decode(path, None):
         if index >= limits.max_frames:
             raise DataError(f"{path}: longer than the limit of {limits.max_frames} frames; cut the video shorter")
-        frames.append(_display(frame))
+        size = size or display_size(*frame.shape[:2])  # the first frame's: a stream may change size midway
+        frames.append(resize(frame, size))
     if not frames:
         raise DataError(f"{path}: video without frames")
     return Media(path, np.stack(frames), video_fps(path), is_video=True)
@@ -76,7 +77,7 @@ def read_media(path: str | Path, limits: Limits = Limits()) -> Media:
 
 def video_fps(path: Path) -> float:
     """The container's average frame rate, or DEFAULT_FPS when it states none."""
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         rate = container.streams.video[0].average_rate
     return float(rate) if rate else DEFAULT_FPS
 

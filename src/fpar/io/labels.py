@@ -72,6 +72,8 @@ def read_labels(labels: Path, videos: Path | None = None) -> list[Segment]:
         return _read_labels(Path(labels), videos)
     except OSError as exc:
         raise DataError(f"{exc.filename or labels}: cannot read ({exc.strerror or exc})") from exc
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise DataError(f"{labels}: not a valid CSV ({exc})") from exc
 
 
 def _read_labels(labels: Path, videos: Path | None) -> list[Segment]:
@@ -169,8 +171,9 @@ def _segment(fields: dict[str, str], finder: VideoFinder, counts: Counter, where
              numbered_from: int = 0) -> Segment:
     for column in ("user", "label"):
         value = fields[column]
-        if not value or "/" in value or "\\" in value or value.startswith("."):
-            raise DataError(f"{where}: bad {column} {value!r}: it must be a plain, non-empty folder name")
+        if not value or "/" in value or "\\" in value or value.startswith(".") or not value.isprintable():
+            raise DataError(f"{where}: bad {column} {value!r}: it must be a plain, non-empty folder name "
+                            "(no line breaks or control characters)")
         if len(value.encode()) > NAME_MAX:
             raise DataError(f"{where}: {column} is {len(value.encode())} bytes long; it becomes a folder name, "
                             f"which file systems limit to {NAME_MAX} bytes")
@@ -187,7 +190,7 @@ def _segment(fields: dict[str, str], finder: VideoFinder, counts: Counter, where
 def _frame_number(text: str, column: str, where: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
         raise DataError(f"{where}: {column} must be a frame number >= 0, got {text!r}")
     return int(text)
 

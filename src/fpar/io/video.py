@@ -43,7 +43,7 @@ def decode(path: Path, size: Size | None, first: int = 0,
     if Path(path).stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:  # tags are untrusted text
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
             stream = container.streams.video[0]

@@ -53,7 +53,7 @@ class PrepareSettings:
 def parse_shard(text: str) -> tuple[int, int]:
     """``"2/4"`` (1-based K of N) -> (1, 4): this run takes videos i with ``i % 4 == 1``."""
     k, _, n = text.partition("/")
-    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+    if not (f"{k}{n}".isascii() and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
         raise DataError(f"shard must be K/N with 1 <= K <= N, got {text!r}")
     return int(k) - 1, int(n)
 

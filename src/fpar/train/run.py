@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from torch import nn
 
-from fpar.config import Recipe, comparable, load_recipe, to_dict
+from fpar.config import Recipe, check_ranges, comparable, load_recipe, to_dict
 from fpar.data.layout import Discovery, Split, class_names, discover, split_by_user
 from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
@@ -33,7 +33,7 @@ from fpar.train.init_from import Source, read_source, source_path
 from fpar.train.distributed import Processes, from_environment
 from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
-from fpar.train.stages import check_stage, trained_lrs
+from fpar.train.stages import check_optimizer, check_stage, trained_lrs
 
 ALL_USERS = "all"
 
@@ -82,6 +82,7 @@ def check_data_fits(model: nn.Module, found: Discovery, name: str) -> None:
 def make_plan(recipe: Recipe) -> Plan:
     """Check `recipe` against its data and checkpoints; nothing is written."""
     recipe = resolved(recipe)
+    check_ranges(recipe)
     data = recipe.data
     found = discover(data.root, data.layout)
     if not found.samples:
@@ -99,6 +100,10 @@ def make_plan(recipe: Recipe) -> Plan:
     if not split.val:
         raise DataError(f"{found.root}: the validation part is empty (data.val_fraction={data.val_fraction} of "
                         "each class's training instances rounds to 0): raise it or use data.selection=test")
+    if not any(s.label in classes for s in split.val):
+        raise DataError(f"{found.root}: the validation part holds only excluded classes "
+                        f"({', '.join(sorted({s.label for s in split.val}))}; data.exclude_classes): "
+                        "raise data.val_fraction or use data.selection=test")
     if not recipe.stages:
         raise ConfigError("the recipe has no stages")
     names = [stage.name for stage in recipe.stages]
@@ -106,7 +111,7 @@ def make_plan(recipe: Recipe) -> Plan:
         raise ConfigError(f"stage names must be unique, got {', '.join(names)}")
     for stage in recipe.stages:
         check_stage(stage)
-        trained_lrs(model, stage)  # every group and pattern must name parameters
+        check_optimizer(model, stage, trained_lrs(model, stage))  # every group and pattern must name parameters
     sources = {stage.name: [read_source(text, model, classes) for text in stage.init_from]
                for stage in recipe.stages}
     return Plan(recipe, classes, split, model, sources)
@@ -169,6 +174,7 @@ def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False,
               on_epoch: EpochHook | None = None, processes: Processes = Processes()) -> Path:
     """Claim `out` for `plan`, then train (or continue) it; `on_epoch` sees each committed epoch."""
     run = RunDir(out)
+    processes.batch_size(plan.recipe.data.batch_size)  # refused before the run dir is written
     if processes.is_main:
         exists = claim_dir(run, plan.recipe)
         if must_exist and not exists:
@@ -191,6 +197,7 @@ def train_all_users(recipe: Recipe, out: Path, console: Console, processes: Proc
         plans.append(make_plan(one))
     recipe = resolved(recipe)
     recipe.model.num_classes = plans[0].recipe.model.num_classes
+    processes.batch_size(recipe.data.batch_size)  # refused before the group's dir is written
     if processes.is_main:
         if not claim_dir(group, recipe):
             write_atomic(group.recipe, OmegaConf.to_yaml(to_dict(recipe)))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fpar.config import StageConfig
-from fpar.errors import ConfigError
+from fpar.errors import ConfigError, one_line
 
 # Group -> patterns; "{s}" is the stream key ("*" for every stream).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -103,6 +103,15 @@ def check_stage(stage: StageConfig) -> None:
             raise ConfigError(f"stage {stage.name!r}: {key} {value!r}; expected one of {', '.join(known)}")
     if stage.epochs < 1:
         raise ConfigError(f"stage {stage.name!r}: epochs must be at least 1, got {stage.epochs}")
+
+
+def check_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> None:
+    """ConfigError now rather than after the run dir is written: torch checks the LR, eps, betas,
+    momentum and the schedule's values when it builds them, so build a throwaway pair."""
+    try:
+        make_scheduler(make_optimizer(model, stage, lrs), stage)
+    except ValueError as exc:
+        raise ConfigError(f"stage {stage.name!r}: {one_line(exc)}") from exc
 
 
 def make_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> torch.optim.Optimizer:

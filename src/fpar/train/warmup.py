@@ -114,6 +114,8 @@ def _train(recipe: WarmupRecipe, console: Console) -> tuple[torch.nn.Module, lis
     scheduler = make_scheduler(optimizer, stage)
     amp = AMP_MODES[recipe.train.amp]
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else nullcontext
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.train.amp == "fp16")  # as the main loop: fp16
+    # gradients this small would underflow to zero unscaled
     console.print(f"warm-up: ResNet-34 on {len(train_images)} frames of {corpus.users} corpus users "
                   f"({len(classes)} classes; the data set's users never read), {stage.epochs} epoch(s), "
                   f"{stage.optimizer} lr {stage.lr:g}, {device}", highlight=False)
@@ -132,8 +134,9 @@ def _train(recipe: WarmupRecipe, console: Console) -> tuple[torch.nn.Module, lis
                 logits = net(images)[:, :len(classes)]  # the K class rows; the other fc rows stay out of it
                 loss = F.cross_entropy(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss_sum += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             count += len(labels)
