@@ -346,7 +346,11 @@ def import_egornn_verb(
     if classes is not None:
         if not classes.is_file():
             raise FparError(f"{classes}: class-name file not found")
-        names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
+        try:
+            text = classes.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise FparError(f"{classes}: class-name file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     meta = import_egornn(checkpoint, model, out, frames=frames, class_names=names)
     console.print(
         f"wrote {out}: {meta.model_name}, {meta.config.num_classes} classes, N={meta.frames}, "
@@ -435,7 +439,7 @@ def eval_verb(
                                                    show_default="equal")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="--fuse: folder for the fused evaluation.")] = None,
     device: Annotated[str, _EVAL_DEVICE] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch.",
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch.", min=1,
                                                       show_default="the recipe's data.batch_size")] = None,
 ) -> None:
     """Evaluate trained runs: accuracy, per-class, verb and noun accuracy, confusion matrix, scores for

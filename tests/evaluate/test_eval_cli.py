@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from eval_kit import make_run
 from fpar.cli import app, main
+from fpar.errors import FparError
+from fpar.evaluate.evaluation import evaluate_run
 
 runner = CliRunner()
 
@@ -31,6 +34,15 @@ def test_fuse_verb_needs_out_and_parses_weights(tmp_path, prepared_root) -> None
     good = runner.invoke(app, [*args, "--out", str(tmp_path / "f"), "--weights", "1,1.5"], terminal_width=300)
     assert good.exit_code == 0, good.output
     assert json.loads((tmp_path / "f" / "metrics.json").read_text())["fusion"]["weights"] == [1.0, 1.5]
+
+
+def test_a_batch_size_under_one_is_refused(tmp_path, prepared_root) -> None:
+    run = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    for size in ("0", "-1"):  # 0 used to mean the recipe's batch size; -1 reached the DataLoader
+        result = runner.invoke(app, ["eval", str(run.root), "--device", "cpu", "--batch-size", size])
+        assert result.exit_code == 2 and "--batch-size" in result.output and not run.eval_dir().exists()
+    with pytest.raises(FparError, match="^batch size must be at least 1, got 0$"):
+        evaluate_run(run.root, batch_size=0, progress=False)
 
 
 def test_report_verb_writes_the_table(tmp_path, prepared_root) -> None:

@@ -122,6 +122,23 @@ def test_wrong_weight_count_is_refused_before_any_run_is_evaluated(tmp_path, pre
     assert not rgb.eval_dir().exists() and not flow.eval_dir().exists()
 
 
+@pytest.mark.parametrize("weights", [[math.nan, 1.0], [math.inf, 1.0], [-1.0, 2.0]])
+def test_weights_that_are_not_finite_and_non_negative_are_refused(tmp_path, prepared_root, weights) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    with pytest.raises(FparError, match="need finite, non-negative weights"):
+        fuse_runs([rgb.root, flow.root], tmp_path / "fused", weights, progress=False)
+
+
+def test_fusing_with_segments_averages_windows_of_the_flow_run_only(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow", seed=1)
+    evaluate_run(flow.root, progress=False)  # a current evaluation, but over one window
+    fuse_runs([rgb.root, flow.root], tmp_path / "fused", segments=3, progress=False)
+    windows = [json.loads((run.eval_dir() / "metrics.json").read_text())["segments"] for run in (rgb, flow)]
+    assert windows == [1, 3]  # the flow run was evaluated again, with the windows asked for
+
+
 def test_report_with_a_bad_argument_writes_nothing(tmp_path, prepared_root) -> None:
     rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
     (tmp_path / "not_a_run").mkdir()

@@ -62,3 +62,10 @@ def test_a_full_disk_under_torch_save_is_one_line_naming_the_file(tmp_path: Path
         write_atomic(target, lambda handle: torch.save({"w": torch.zeros(100_000)}, _FullDisk(handle, 4096)))
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_target_that_is_a_folder_is_one_line_and_the_folder_stays(tmp_path: Path) -> None:
+    (tmp_path / "out.pt").mkdir()
+    with pytest.raises(DataError, match=r"out\.pt: cannot write: Is a directory"):
+        write_atomic(tmp_path / "out.pt", b"weights")
+    assert (tmp_path / "out.pt").is_dir() and [p.name for p in tmp_path.iterdir()] == ["out.pt"]

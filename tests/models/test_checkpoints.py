@@ -99,3 +99,11 @@ def test_partial_load_reports_and_skips_a_head_of_another_size() -> None:
     assert all(k.startswith(("streams.flow.", "classifier.")) for k in report.missing)
     torch.testing.assert_close(joint.streams.rgb.lstm.x_convs.i.weight, rgb.streams.rgb.lstm.x_convs.i.weight)
     assert "shape mismatch: classifier.fc.weight" in str(report)
+
+
+def test_a_header_without_its_model_name_is_refused(saved: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    payload = torch.load(saved[0], weights_only=True)
+    del payload["model_name"]
+    torch.save(payload, tmp_path / "headless.pt")
+    with pytest.raises(CheckpointError, match="headless.pt: fpar checkpoint whose model name or class names disagree"):
+        read_checkpoint(tmp_path / "headless.pt")

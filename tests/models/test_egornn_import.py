@@ -17,7 +17,7 @@ from torchvision.models import resnet34
 from typer.testing import CliRunner
 
 from fpar.cli import app
-from fpar.errors import CheckpointError, ConfigError
+from fpar.errors import CheckpointError, ConfigError, FparError
 from fpar.models import load_model
 from fpar.models.egornn_import import import_egornn
 
@@ -210,3 +210,13 @@ def test_cli_import_egornn(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     assert load_model(out)[1].class_names == ["class_a", "class_b", "class_c", "class_d"]
+
+
+def test_cli_import_egornn_class_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    source, classes = tmp_path / "flow.pth", tmp_path / "classes.txt"
+    torch.save(_reference("flow").state_dict(), source)
+    classes.write_bytes("caf\u00e9\n".encode("latin-1"))
+    result = CliRunner().invoke(app, ["import-egornn", str(source), "--model", "flow", "--out",
+                                      str(tmp_path / "flow.pt"), "--classes", str(classes)])
+    assert isinstance(result.exception, FparError)  # main() prints it in one line, exit code 1
+    assert str(result.exception).startswith(f"{classes}: class-name file is not UTF-8 text")

@@ -35,6 +35,7 @@ from fpar.evaluate.metrics import MotionCounts, Scores, classification_metrics, 
 from fpar.evaluate.outputs import MOTION_PNG, read_metrics, write_metrics, write_tables
 from fpar.evaluate.runs import SPLIT_PARTS, read_split, require_run, run_dirs
 from fpar.models.checkpoints import load_model, read_checkpoint
+from fpar.models.registry import build_model
 from fpar.train.losses import motion_targets
 from fpar.train.rundir import RunDir
 
@@ -59,10 +60,23 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_current(run: RunDir, checkpoint: str, split: str) -> bool:
-    """Whether the run's evaluation folder holds an evaluation of the checkpoint as it is now."""
+def is_current(run: RunDir, checkpoint: str, split: str, segments: int | None = None) -> bool:
+    """Whether the run's evaluation folder holds an evaluation of the checkpoint as it is now (and,
+    where `segments` is given, with that many flow windows)."""
     metrics = read_metrics(run.eval_dir(checkpoint, split))
-    return metrics is not None and metrics.get("checkpoint_sha256") == file_digest(run.checkpoint(checkpoint))
+    return (metrics is not None and metrics.get("checkpoint_sha256") == file_digest(run.checkpoint(checkpoint))
+            and (segments is None or metrics.get("segments", 1) == segments))
+
+
+def flow_segments(run: RunDir, checkpoint: str, segments: int) -> int:
+    """`segments` where the run's model reads flow, else 1: fusing an RGB run with a flow run
+    evaluated over several windows averages the windows of the flow run alone. The model is
+    built on the meta device from the checkpoint's config, only to read its inputs."""
+    if segments == 1:
+        return 1
+    config = dataclasses.replace(read_checkpoint(run.checkpoint(checkpoint)).meta.config, weights="none")
+    with torch.device("meta"):
+        return segments if "flow" in build_model(config).input_keys else 1
 
 
 def evaluate_path(path: Path, checkpoint: str = "best", split: str = "test", **options: Any) -> list[EvalResult]:
@@ -79,6 +93,8 @@ def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segm
         raise FparError(f"split {split!r}: expected one of {', '.join(SPLIT_PARTS)}")
     if segments < 1:
         raise FparError(f"segments must be at least 1, got {segments}")
+    if batch_size is not None and batch_size < 1:
+        raise FparError(f"batch size must be at least 1, got {batch_size}")
     run = require_run(path, checkpoint)
     recipe = load_recipe(run.recipe)
     split_data = read_split(run)
@@ -95,7 +111,7 @@ def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segm
     dataset = make_dataset(samples, meta.class_names, model.input_keys, data_cfg, train=False, segments=segments)
     torch_device = resolve_device(device)
     model.to(torch_device)
-    loader = DataLoader(dataset, batch_size=batch_size or data_cfg.batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size if batch_size is not None else data_cfg.batch_size, shuffle=False, num_workers=workers)
 
     ids: list[str] = []
     labels: list[Tensor] = []

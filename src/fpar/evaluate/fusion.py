@@ -4,11 +4,12 @@ Rule: per run, softmax of its logits; then the weighted mean of these probabilit
 normalised to sum 1; equal by default). Probabilities, not logits, because streams trained apart
 have logits of different scales, and a weight should mean a share of the vote. The fused scores
 are stored as log-probabilities, so softmax gives back the fused probabilities and a fused folder
-reads like any other evaluation (it can even be fused again).
+reads like any other evaluation (`fpar report` lists it as a row).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fpar.errors import FparError
-from fpar.evaluate.evaluation import EvalResult, evaluate_run, is_current
+from fpar.evaluate.evaluation import EvalResult, evaluate_run, flow_segments, is_current
 from fpar.evaluate.metrics import Scores, classification_metrics, confusion_matrix
 from fpar.evaluate.outputs import SCORES_CSV, read_metrics, read_scores, write_metrics, write_tables
 from fpar.evaluate.runs import require_run
@@ -28,8 +29,8 @@ def check_weights(weights: Sequence[float], runs: int) -> None:
     """FparError unless there is one non-negative weight per run and their sum is positive."""
     if len(weights) != runs:
         raise FparError(f"{len(weights)} weights for {runs} runs: give one weight per run")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise FparError(f"weights {list(weights)}: need non-negative weights with a positive sum")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise FparError(f"weights {list(weights)}: need finite, non-negative weights with a positive sum")
 
 
 def fuse_scores(named: Sequence[tuple[Path, Scores]], weights: Sequence[float]) -> Scores:
@@ -57,9 +58,10 @@ def fuse_scores(named: Sequence[tuple[Path, Scores]], weights: Sequence[float]) 
 
 
 def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = None, checkpoint: str = "best",
-              split: str = "test", **eval_options: Any) -> EvalResult:
-    """Fuse the saved scores of `runs` (evaluating a run first when it has no current evaluation)
-    and write an evaluation folder at `out` with the same metrics as `fpar eval` (no motion maps)."""
+              split: str = "test", segments: int = 1, **eval_options: Any) -> EvalResult:
+    """Fuse the saved scores of `runs` (evaluating a run first when it has no current evaluation,
+    flow-reading runs over `segments` windows) and write an evaluation folder at `out` with the same
+    metrics as `fpar eval` (no motion maps)."""
     if len(runs) < 2:
         raise FparError(f"--fuse needs at least two runs, got {len(runs)}")
     weights = list(weights) if weights else [1.0] * len(runs)
@@ -68,8 +70,9 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
     for path in runs:
         run = require_run(path, checkpoint)
         folder = run.eval_dir(checkpoint, split)
-        if not is_current(run, checkpoint, split):
-            evaluate_run(path, checkpoint, split, **eval_options)
+        windows = flow_segments(run, checkpoint, segments)
+        if not is_current(run, checkpoint, split, windows):
+            evaluate_run(path, checkpoint, split, segments=windows, **eval_options)
         named.append((folder / SCORES_CSV, read_scores(folder / SCORES_CSV)))
         sources.append(read_metrics(folder) or {})
     scores = fuse_scores(named, weights)

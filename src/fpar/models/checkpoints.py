@@ -120,7 +120,7 @@ def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:
         )
     except (KeyError, TypeError, FparError) as exc:
         raise CheckpointError(f"{path}: fpar checkpoint with a broken header ({one_line(exc)})") from exc
-    if payload["model_name"] != meta.model_name or len(meta.class_names) != config.num_classes:
+    if payload.get("model_name") != meta.model_name or len(meta.class_names) != config.num_classes:
         raise CheckpointError(f"{path}: fpar checkpoint whose model name or class names disagree with its config")
     return meta
 
