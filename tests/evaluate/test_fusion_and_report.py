@@ -59,7 +59,7 @@ def test_report_table_groups_published_column_and_warnings(tmp_path, prepared_ro
     accs = [100 * json.loads((seeds / s / "eval/best-test/metrics.json").read_text())["accuracy"]
             for s in ("seed0", "seed1")]
     mean, std = mean_std(accs)
-    assert f"{mean:.2f} ± {std:.2f} (n=2)" in ms_line
+    assert f"{mean:.2f} ± {std:.2f} (n=2) | {accs[0]:.1f} / {accs[1]:.1f} |" in ms_line  # and run by run
     assert "1m 20s" in ms_line and "0m 40s" in rgb_line  # 4 epochs x 10 s per run
     assert "val (checkpoint chosen on a validation part)" in rgb_line
     assert "- rgb_run: rgb_run: test class put_cup never seen in training" in table
@@ -91,6 +91,42 @@ def test_report_shows_a_fused_folder_as_a_row(tmp_path, prepared_root) -> None:
     table = build_report([tmp_path / "fused"], tmp_path / "report").table_md.read_text()
     line = next(line for line in table.splitlines() if line.startswith("| fused (fusion) "))
     assert f"{100 * fused.metrics['accuracy']:.2f}" in line and "rgb+flow" in line
+
+
+def test_a_fusion_of_retrained_runs_is_fused_again_in_the_report(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    old = fuse_runs([rgb.root, flow.root], tmp_path / "fused", progress=False).metrics
+    make_run(tmp_path / "rgb", prepared_root, "rgb", seed=5)  # "training went on": new weights
+    build_report([tmp_path / "fused"], tmp_path / "report", progress=False)
+    new = json.loads((tmp_path / "fused" / "metrics.json").read_text())
+    assert new["fusion"]["checkpoint_sha256"][0] != old["fusion"]["checkpoint_sha256"][0]
+    assert new["fusion"]["checkpoint_sha256"][1] == old["fusion"]["checkpoint_sha256"][1]
+    assert new["fusion"]["checkpoint_sha256"][0] == json.loads((rgb.eval_dir() / "metrics.json").read_text())[
+        "checkpoint_sha256"]
+
+
+def test_a_fusion_of_another_split_is_refused_not_shown_under_the_tables_heading(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    fuse_runs([rgb.root, flow.root], tmp_path / "fused", split="val", progress=False)
+    with pytest.raises(FparError, match="fused: a fusion of the best checkpoints on the val split, but the table "
+                                        "is of best on test"):
+        build_report([tmp_path / "fused"], tmp_path / "report", progress=False)
+    assert not (tmp_path / "report").exists()
+
+
+def test_runs_of_one_folder_name_keep_their_own_rows_curves_and_columns(tmp_path, prepared_root) -> None:
+    first = make_run(tmp_path / "a" / "rgb", prepared_root, "rgb")
+    second = make_run(tmp_path / "b" / "rgb", prepared_root, "rgb", seed=1)
+    for run in (first, second):
+        write_metrics_csv(run, default_metrics_rows())
+    report = build_report([first.root, second.root], tmp_path / "report", split="val", progress=False)
+    assert [row.name for row in report.rows] == ["a/rgb", "b/rgb"]
+    assert sorted(p.name for p in (tmp_path / "report" / "curves").iterdir()) == ["a-rgb.png", "b-rgb.png"]
+    with report.table_csv.open() as handle:
+        header = next(csv.reader(handle))
+    assert "val_accuracy_mean" in header and "test_accuracy_mean" not in header
 
 
 def test_metrics_csv_with_other_columns_is_refused(tmp_path, prepared_root) -> None:

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from fpar.errors import FparError
-from fpar.evaluate.evaluation import evaluate_run, is_current
+from fpar.evaluate.evaluation import evaluate_run, file_digest, is_current
 from fpar.evaluate.figures import comparison_figure, run_curves_figure
+from fpar.evaluate.fusion import fuse_runs
 from fpar.evaluate.outputs import METRICS_JSON, read_metrics
 from fpar.evaluate.runs import read_group, read_metrics_csv, read_warnings, require_run
 from fpar.io.atomic import write_atomic
@@ -38,8 +39,8 @@ PUBLISHED_GTEA61 = {"flow": 42.24, "rgb": 52.56, "two_stream": 67.10, "rgb_ms_fe
 PROTOCOLS = {"val": "val (checkpoint chosen on a validation part)",
              "test": "test (checkpoint chosen on the test user, as the reference)"}
 TABLE_MD, TABLE_CSV, CURVES_DIR, CURVES_PNG = "table.md", "table.csv", "curves", "curves.png"
-CSV_COLUMNS = ("name", "model", "runs", "kind", "test_accuracy_mean", "test_accuracy_std", "protocol", "test_users",
-               "parameters", "training_seconds", "order_only_mean", "order_only_std", "object_only_mean",
+CSV_COLUMNS = ("name", "model", "runs", "kind", "{split}_accuracy_mean", "{split}_accuracy_std", "protocol",
+               "test_users", "parameters", "training_seconds", "order_only_mean", "order_only_std", "object_only_mean",
                "object_only_std", "published_gtea61")
 
 
@@ -113,19 +114,43 @@ def _training_seconds(runs: Sequence[Path]) -> float | None:
     return sum(known) if known else None
 
 
-def collect_row(path: Path, checkpoint: str, split: str, eval_options: dict[str, Any]) -> tuple[Row, list[Path]]:
-    """The row of one argument and the run dirs behind it (none for a fusion folder)."""
+def _fusion(path: Path, checkpoint: str, split: str, eval_options: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json of a fused folder, fused again when a source checkpoint changed since; a fusion
+    of another checkpoint or split than the table's is refused (its number would sit under the
+    wrong heading)."""
+    fused = read_metrics(path) or {}
+    if "fusion" not in fused:
+        raise FparError(f"{path / METRICS_JSON}: an evaluation folder that is no fusion; pass its run dir")
+    if (fused.get("checkpoint"), fused.get("split")) != (checkpoint, split):
+        raise FparError(f"{path}: a fusion of the {fused.get('checkpoint')} checkpoints on the {fused.get('split')} "
+                        f"split, but the table is of {checkpoint} on {split}: fuse again with --checkpoint "
+                        f"{checkpoint} --split {split} into another folder")
+    fusion = fused["fusion"]
+    runs = [Path(run) for run in fusion["runs"]]
+    if fusion.get("checkpoint_sha256") != [file_digest(RunDir(run).checkpoint(checkpoint)) for run in runs]:
+        fused = fuse_runs(runs, path, fusion["weights"], checkpoint, split, segments=fusion.get("segments", 1),
+                          **eval_options).metrics
+    return fused
+
+
+def collect_row(path: Path, name: str, checkpoint: str, split: str,
+                eval_options: dict[str, Any]) -> tuple[Row, list[Path]]:
+    """The row of one argument, named `name`, and the run dirs behind it (none for a fusion folder)."""
     path = Path(path)
-    fused = read_metrics(path) if (path / METRICS_JSON).is_file() and not RunDir(path).recipe.is_file() else None
-    if fused is not None:
-        if "fusion" not in fused:
-            raise FparError(f"{path / METRICS_JSON}: an evaluation folder that is no fusion; pass its run dir")
-        return Row(path.name, "fusion", [fused], None), []
+    if (path / METRICS_JSON).is_file() and not RunDir(path).recipe.is_file():
+        return Row(name, "fusion", [_fusion(path, checkpoint, split, eval_options)], None), []
     group = read_group(path)
     runs = group.runs if group else [path]
     evaluations = [_evaluation(run, checkpoint, split, eval_options) for run in runs]
     warnings = [f"{run.name}: {line}" for run in runs for line in read_warnings(RunDir(run))]
-    return Row(path.name, group.kind if group else "run", evaluations, _training_seconds(runs), warnings), runs
+    return Row(name, group.kind if group else "run", evaluations, _training_seconds(runs), warnings), runs
+
+
+def row_names(paths: Sequence[Path]) -> list[str]:
+    """Each argument's folder name, or parent/name where two arguments share a folder name (their
+    rows, curve files and colours must not merge)."""
+    names = [Path(path).name for path in paths]
+    return [f"{Path(path).parent.name}/{name}" if names.count(name) > 1 else name for path, name in zip(paths, names)]
 
 
 def build_report(paths: Sequence[Path], out: Path, checkpoint: str = "best", split: str = "test",
@@ -134,7 +159,8 @@ def build_report(paths: Sequence[Path], out: Path, checkpoint: str = "best", spl
     if not paths:
         raise FparError("fpar report: name at least one run dir")
     out = Path(out)
-    collected = [(Path(path), *collect_row(path, checkpoint, split, eval_options)) for path in paths]
+    collected = [(Path(path), *collect_row(path, name, checkpoint, split, eval_options))
+                 for path, name in zip(paths, row_names(paths))]
     rows = [row for _, row, _ in collected]  # every argument read before anything is written into `out`
     curves, figures = [], []
     for path, row, runs in collected:
@@ -148,7 +174,7 @@ def build_report(paths: Sequence[Path], out: Path, checkpoint: str = "best", spl
     if curves:
         figures.append(comparison_figure(curves, out / CURVES_PNG))
     table_md = write_atomic(out / TABLE_MD, markdown_table(rows, checkpoint, split))
-    table_csv = write_atomic(out / TABLE_CSV, csv_table(rows))
+    table_csv = write_atomic(out / TABLE_CSV, csv_table(rows, split))
     return Report(rows, table_md, table_csv, figures)
 
 
@@ -166,8 +192,14 @@ def _parameters(row: Row) -> int | None:
     return counts.pop() if len(counts) == 1 else None
 
 
+def _per_run(row: Row) -> str:
+    """A group's accuracies run by run ("52.5 / 40.0 / 50.0", in runs.json's order); "-" for one run."""
+    values = row.values("accuracy")
+    return " / ".join(f"{v:.1f}" for v in values) if len(values) > 1 else "-"
+
+
 def markdown_table(rows: Sequence[Row], checkpoint: str, split: str) -> str:
-    head = ("run", "model", f"{split} accuracy (%)", "protocol", "test user", "parameters", "training time",
+    head = ("run", "model", f"{split} accuracy (%)", "per run (%)", "protocol", "test user", "parameters", "training time",
             "order-only pairs (%)", "object-only pairs (%)", "published GTEA61 (%), seed report, not ours")
     lines = [
         "# fpar report", "",
@@ -182,7 +214,7 @@ def markdown_table(rows: Sequence[Row], checkpoint: str, split: str) -> str:
         published = PUBLISHED_GTEA61.get(row.model)
         params = _parameters(row)
         cells = (row.name + ("" if row.kind == "run" else f" ({row.kind})"), row.model,
-                 format_mean_std(row.values("accuracy")), _protocol(row), _test_users(row),
+                 format_mean_std(row.values("accuracy")), _per_run(row), _protocol(row), _test_users(row),
                  "-" if params is None else f"{params:,}", format_duration(row.training_seconds),
                  format_mean_std(row.values("order_only")), format_mean_std(row.values("object_only")),
                  "-" if published is None else f"{published:.2f}")
@@ -193,10 +225,10 @@ def markdown_table(rows: Sequence[Row], checkpoint: str, split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_table(rows: Sequence[Row]) -> str:
+def csv_table(rows: Sequence[Row], split: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow([column.format(split=split) for column in CSV_COLUMNS])
     for row in rows:
         acc, order, objects = (mean_std(row.values(k)) for k in ("accuracy", "order_only", "object_only"))
         writer.writerow(["" if v is None else v for v in (
