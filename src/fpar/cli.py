@@ -431,8 +431,10 @@ def eval_verb(
                                                     "each run is evaluated. With --fuse: the runs to fuse.")],
     checkpoint: Annotated[str, typer.Option(help="best (by validation accuracy) or last.")] = "best",
     split: Annotated[str, typer.Option(help="test (the held-out user) or val.")] = "test",
-    segments: Annotated[int, typer.Option(help="Flow windows averaged per sample (flow-reading models; the "
-                                               "reference's flow evaluation uses several).")] = 1,
+    segments: Annotated[Optional[int], typer.Option(
+        help="Flow windows averaged per sample (flow-reading models; the reference's flow evaluation uses "
+             "several). With --fuse: the flow runs' count (RGB runs read one clip); unset, each run's saved "
+             "evaluation is used whatever its count.", show_default="1")] = None,
     fuse: Annotated[bool, typer.Option("--fuse", help="Late fusion of the runs' saved scores: softmax, then "
                                                       "the weighted mean of the probabilities.")] = False,
     weights: Annotated[Optional[str], typer.Option(help="--fuse: comma-separated weights, one per run.",
@@ -455,7 +457,7 @@ def eval_verb(
 
       fpar eval --fuse runs/rgb runs/flow --weights 1,1.5 --out runs/fused_rgb_flow
     """
-    options = {"device": device, "batch_size": batch_size, "segments": segments}
+    options = {"device": device, "batch_size": batch_size}
     if fuse:
         from fpar.evaluate.fusion import fuse_runs
 
@@ -465,11 +467,13 @@ def eval_verb(
             parsed = [float(w) for w in parse_list(weights)] if weights else None
         except ValueError as exc:
             raise FparError(f"--weights {weights!r}: expected comma-separated numbers, e.g. 1,1.5") from exc
-        results = [fuse_runs(runs, out, parsed, checkpoint, split, **options)]
+        results = [fuse_runs(runs, out, parsed, checkpoint, split, segments=segments, **options)]
     else:
         from fpar.evaluate.evaluation import evaluate_path
 
-        results = [result for run in runs for result in evaluate_path(run, checkpoint, split, **options)]
+        results = [result for run in runs
+                   for result in evaluate_path(run, checkpoint, split, segments=1 if segments is None else segments,
+                                                 **options)]
     from fpar.evaluate.outputs import summary_line
 
     for result in results:

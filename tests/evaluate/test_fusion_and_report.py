@@ -106,6 +106,26 @@ def test_a_fusion_of_retrained_runs_is_fused_again_in_the_report(tmp_path, prepa
         "checkpoint_sha256"]
 
 
+def test_fusing_without_segments_keeps_a_flow_runs_windows(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow", seed=1)
+    evaluate_run(flow.root, segments=3, progress=False)
+    saved = (flow.eval_dir() / "scores.csv").read_bytes()
+    fuse_runs([rgb.root, flow.root], tmp_path / "fused", progress=False)
+    assert json.loads((flow.eval_dir() / "metrics.json").read_text())["segments"] == 3
+    assert (flow.eval_dir() / "scores.csv").read_bytes() == saved
+
+
+def test_a_fusion_whose_source_is_gone_is_shown_as_saved_with_a_warning(tmp_path, prepared_root) -> None:
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    fused = fuse_runs([rgb.root, flow.root], tmp_path / "fused", progress=False).metrics
+    rgb.checkpoint("best").unlink()
+    report = build_report([tmp_path / "fused"], tmp_path / "report", progress=False)
+    assert report.rows[0].evaluations[0]["accuracy"] == fused["accuracy"]
+    assert report.rows[0].warnings == [f"fused from {rgb.root}, whose best checkpoint is gone: shown as fused then"]
+
+
 def test_a_fusion_of_another_split_is_refused_not_shown_under_the_tables_heading(tmp_path, prepared_root) -> None:
     rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
     flow = make_run(tmp_path / "flow", prepared_root, "flow")

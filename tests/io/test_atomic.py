@@ -69,3 +69,12 @@ def test_a_target_that_is_a_folder_is_one_line_and_the_folder_stays(tmp_path: Pa
     with pytest.raises(DataError, match=r"out\.pt: cannot write: Is a directory"):
         write_atomic(tmp_path / "out.pt", b"weights")
     assert (tmp_path / "out.pt").is_dir() and [p.name for p in tmp_path.iterdir()] == ["out.pt"]
+
+
+def test_an_error_reading_another_file_is_not_blamed_on_the_target(tmp_path: Path) -> None:
+    def copy_missing(handle) -> None:
+        handle.write((tmp_path / "missing.pt").read_bytes())
+
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        write_atomic(tmp_path / "best.pt", copy_missing)
+    assert list(tmp_path.iterdir()) == []

@@ -163,3 +163,9 @@ def test_a_field_over_the_csv_limit_is_one_data_error(folder: Path) -> None:
     path = _labels(folder, 'video,user,label\n"' + "x" * 200_000 + '",S1,take\n')
     with pytest.raises(DataError, match=re.escape(f"{path}: not a valid CSV (field larger than field limit")):
         read_labels(path)
+
+
+def test_invisible_characters_that_break_no_line_are_kept(folder: Path) -> None:
+    # a no-break space (Excel writes them) and the zero-width non-joiner Persian spelling needs
+    path = _labels(folder, "video,user,label\nv/a.mp4,S1,take\u00a0cup\nv/b.mp4,S1,\u0645\u06cc\u200c\u062e\u0648\u0631\u062f\n")
+    assert [s.label for s in read_labels(path)] == ["take\u00a0cup", "\u0645\u06cc\u200c\u062e\u0648\u0631\u062f"]

@@ -48,8 +48,10 @@ def test_model_that_does_not_fit_the_data(prepared_root: Path, tmp_path: Path, m
 
 
 @pytest.mark.parametrize("override, message", [
-    ("stages.0.lr=-1.0", "stage 's1': Invalid learning rate: -1.0"),
+    ("stages.0.lr=-1.0", "stage 's1': learning rates must be >= 0, got -1.0"),
     ("stages.0.eps=-1.0", "stage 's1': Invalid epsilon value: -1.0"),
+    ("stages.0.group_lr={classifier: -0.5}", "stage 's1': learning rates must be >= 0, got -0.5"),
+    ("stages.0.gamma=0", "stage 's1': gamma must be > 0 (the LR is multiplied by it), got 0.0"),
     ("data.batch_size=0", "data.batch_size must be at least 1, got 0"),
     ("data.workers=-1", "data.workers must be at least 0, got -1"),
     ("train.seed=-1", "train.seed must be from 0 to 4294967295, got -1"),

@@ -58,10 +58,14 @@ def fuse_scores(named: Sequence[tuple[Path, Scores]], weights: Sequence[float]) 
 
 
 def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = None, checkpoint: str = "best",
-              split: str = "test", segments: int = 1, **eval_options: Any) -> EvalResult:
-    """Fuse the saved scores of `runs` (evaluating a run first when it has no current evaluation,
-    flow-reading runs over `segments` windows) and write an evaluation folder at `out` with the same
-    metrics as `fpar eval` (no motion maps)."""
+              split: str = "test", segments: int | None = None, **eval_options: Any) -> EvalResult:
+    """Fuse the saved scores of `runs` and write an evaluation folder at `out` with the same metrics
+    as `fpar eval` (no motion maps).
+
+    A run without a current evaluation is evaluated first. `segments` given: flow-reading runs must
+    have been evaluated over that many windows (else they are again). None: a saved evaluation counts
+    whatever its windows, and one made again keeps the count of the one it replaces.
+    """
     if len(runs) < 2:
         raise FparError(f"--fuse needs at least two runs, got {len(runs)}")
     weights = list(weights) if weights else [1.0] * len(runs)
@@ -70,8 +74,10 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
     for path in runs:
         run = require_run(path, checkpoint)
         folder = run.eval_dir(checkpoint, split)
-        windows = flow_segments(run, checkpoint, segments)
+        windows = None if segments is None else flow_segments(run, checkpoint, segments)
         if not is_current(run, checkpoint, split, windows):
+            if windows is None:
+                windows = (read_metrics(folder) or {}).get("segments", 1)
             evaluate_run(path, checkpoint, split, segments=windows, **eval_options)
         named.append((folder / SCORES_CSV, read_scores(folder / SCORES_CSV)))
         sources.append(read_metrics(folder) or {})
@@ -85,7 +91,7 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
         "split": split,
         "protocol": protocols[0] if len(protocols) == 1 else "mixed: " + ", ".join(protocols),
         "test_user": sources[0].get("test_user"),
-        "fusion": {"runs": [str(p) for p in runs], "weights": weights, "rule": FUSION_RULE, "segments": segments,
+        "fusion": {"runs": [str(Path(p).resolve()) for p in runs], "weights": weights, "rule": FUSION_RULE, "segments": segments,
                    # what `fpar report` checks to know the fused number still stands for these checkpoints
                    "checkpoint_sha256": [source.get("checkpoint_sha256") for source in sources]},
         **classification_metrics(scores),

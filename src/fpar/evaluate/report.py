@@ -114,10 +114,11 @@ def _training_seconds(runs: Sequence[Path]) -> float | None:
     return sum(known) if known else None
 
 
-def _fusion(path: Path, checkpoint: str, split: str, eval_options: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json of a fused folder, fused again when a source checkpoint changed since; a fusion
-    of another checkpoint or split than the table's is refused (its number would sit under the
-    wrong heading)."""
+def _fusion(path: Path, checkpoint: str, split: str,
+            eval_options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """metrics.json of a fused folder and the row's warnings. Fused again when a source checkpoint
+    changed since; shown as saved, with a warning, when a source is gone; a fusion of another
+    checkpoint or split than the table's is refused (its number would sit under the wrong heading)."""
     fused = read_metrics(path) or {}
     if "fusion" not in fused:
         raise FparError(f"{path / METRICS_JSON}: an evaluation folder that is no fusion; pass its run dir")
@@ -127,10 +128,13 @@ def _fusion(path: Path, checkpoint: str, split: str, eval_options: dict[str, Any
                         f"{checkpoint} --split {split} into another folder")
     fusion = fused["fusion"]
     runs = [Path(run) for run in fusion["runs"]]
+    gone = [run for run in runs if not RunDir(run).checkpoint(checkpoint).is_file()]
+    if gone:
+        return fused, [f"fused from {gone[0]}, whose {checkpoint} checkpoint is gone: shown as fused then"]
     if fusion.get("checkpoint_sha256") != [file_digest(RunDir(run).checkpoint(checkpoint)) for run in runs]:
-        fused = fuse_runs(runs, path, fusion["weights"], checkpoint, split, segments=fusion.get("segments", 1),
+        fused = fuse_runs(runs, path, fusion["weights"], checkpoint, split, segments=fusion.get("segments"),
                           **eval_options).metrics
-    return fused
+    return fused, []
 
 
 def collect_row(path: Path, name: str, checkpoint: str, split: str,
@@ -138,7 +142,8 @@ def collect_row(path: Path, name: str, checkpoint: str, split: str,
     """The row of one argument, named `name`, and the run dirs behind it (none for a fusion folder)."""
     path = Path(path)
     if (path / METRICS_JSON).is_file() and not RunDir(path).recipe.is_file():
-        return Row(name, "fusion", [_fusion(path, checkpoint, split, eval_options)], None), []
+        fused, warnings = _fusion(path, checkpoint, split, eval_options)
+        return Row(name, "fusion", [fused], None, warnings), []
     group = read_group(path)
     runs = group.runs if group else [path]
     evaluations = [_evaluation(run, checkpoint, split, eval_options) for run in runs]

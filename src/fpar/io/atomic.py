@@ -45,7 +45,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if full is not None:
             raise DataError(f"{path}: cannot write: {full.strerror} {free_space(path.parent)}; "
                             "free some space and run the same command again") from exc
-        if isinstance(exc, OSError):  # e.g. `path` is a folder: os.replace cannot put a file there
+        if isinstance(exc, OSError) and str(exc.filename) in (str(temp), str(path)):  # e.g. `path` is a folder
             raise DataError(f"{path}: cannot write: {one_line(exc.strerror or str(exc))}") from exc
         raise
     _fsync_dir(path.parent)

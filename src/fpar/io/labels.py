@@ -26,6 +26,7 @@ import csv
 import io
 import os
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,7 @@ def _segment(fields: dict[str, str], finder: VideoFinder, counts: Counter, where
              numbered_from: int = 0) -> Segment:
     for column in ("user", "label"):
         value = fields[column]
-        if not value or "/" in value or "\\" in value or value.startswith(".") or not value.isprintable():
+        if not value or "/" in value or "\\" in value or value.startswith(".") or _breaks_a_line(value):
             raise DataError(f"{where}: bad {column} {value!r}: it must be a plain, non-empty folder name "
                             "(no line breaks or control characters)")
         if len(value.encode()) > NAME_MAX:
@@ -185,6 +186,13 @@ def _segment(fields: dict[str, str], finder: VideoFinder, counts: Counter, where
     return Segment(video=video, source=fields["video"], user=fields["user"], label=fields["label"],
                    instance=str(counts[fields["user"], fields["label"]]), start=start or 0, end=end,
                    origin=where, numbered_from=numbered_from)
+
+
+def _breaks_a_line(value: str) -> bool:
+    """Whether `value` holds a control character or a Unicode line or paragraph separator: what
+    `str.splitlines` splits on, so the manifest's journal could not keep it on one line. Other
+    invisible characters (a no-break space, the zero-width non-joiner some scripts need) are fine."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
 
 
 def _frame_number(text: str, column: str, where: str) -> int | None:

@@ -8,9 +8,10 @@ Two choices of ours, where the reference does not fix them:
 - The backbone sees the clip's B*T frames as one batch (only the ConvLSTM is sequential). With BN
   in eval mode, as every reference stage runs it, this equals the per-frame loop of Ego-RNN; in
   train mode BN would pool statistics over all frames of the batch.
-- Feedback `two_pass`: pass 1 (unmodulated, no grad) only makes the branch input; it runs BN in
-  the model's mode, so in train mode it also updates BN running statistics (the recipes keep BN
-  frozen). `previous_frame` is sequential per frame by nature, so it loops over frames.
+- Feedback `two_pass`: pass 1 (unmodulated, no grad) only makes the branch input; it starts from
+  pass 2's stem (conv1, bn1, ReLU run once) and runs the trunk's BN in the model's mode, so in
+  train mode it also updates their running statistics (the recipes keep BN frozen; bn1's are
+  updated once a step). `previous_frame` is sequential per frame by nature, so it loops over frames.
 """
 
 from __future__ import annotations

@@ -101,9 +101,10 @@ def make_plan(recipe: Recipe) -> Plan:
         raise DataError(f"{found.root}: the validation part is empty (data.val_fraction={data.val_fraction} of "
                         "each class's training instances rounds to 0): raise it or use data.selection=test")
     if not any(s.label in classes for s in split.val):
+        fix = ("hold out another user (data.test_user)" if data.selection == "test"
+               else "raise data.val_fraction or use data.selection=test")
         raise DataError(f"{found.root}: the validation part holds only excluded classes "
-                        f"({', '.join(sorted({s.label for s in split.val}))}; data.exclude_classes): "
-                        "raise data.val_fraction or use data.selection=test")
+                        f"({', '.join(sorted({s.label for s in split.val}))}; data.exclude_classes): {fix}")
     if not recipe.stages:
         raise ConfigError("the recipe has no stages")
     names = [stage.name for stage in recipe.stages]

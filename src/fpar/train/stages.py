@@ -107,7 +107,12 @@ def check_stage(stage: StageConfig) -> None:
 
 def check_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> None:
     """ConfigError now rather than after the run dir is written: torch checks the LR, eps, betas,
-    momentum and the schedule's values when it builds them, so build a throwaway pair."""
+    momentum when it builds them (a throwaway pair here); per-group LRs and gamma it does not check."""
+    negative = sorted({lr for lr in lrs.values() if not lr >= 0})
+    if negative:
+        raise ConfigError(f"stage {stage.name!r}: learning rates must be >= 0, got {negative[0]}")
+    if not stage.gamma > 0:
+        raise ConfigError(f"stage {stage.name!r}: gamma must be > 0 (the LR is multiplied by it), got {stage.gamma}")
     try:
         make_scheduler(make_optimizer(model, stage, lrs), stage)
     except ValueError as exc:
