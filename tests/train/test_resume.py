@@ -68,3 +68,48 @@ def test_killed_run_resumes_bit_exactly(prepared_root: Path, tmp_path: Path) -> 
         a = read_checkpoint(whole.checkpoint(which)).state_dict
         b = read_checkpoint(killed.checkpoint(which)).state_dict
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), which
+
+
+def _interrupt(monkeypatch: pytest.MonkeyPatch, name: str, call: int) -> None:
+    """`fpar.train.loop.<name>` raises on its `call`-th call (from 1): a kill at that point."""
+    from fpar.train import loop
+
+    real, calls = getattr(loop, name), []
+
+    def cut(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt(f"killed in {name}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, name, cut)
+
+
+@pytest.mark.parametrize("where", ["promote_best", "metrics_csv"])  # just after state.pt commits / before it
+def test_a_kill_around_the_commit_leaves_best_pt_what_state_pt_says(prepared_root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     where: str) -> None:
+    from fpar.train.run import train
+
+    recipe = write_recipe(tmp_path, "rgb", [stage_yaml("s1", ["classifier"], 2)])
+    run = RunDir(tmp_path / "run")
+    stage_dir = run.root / "stages" / "s1"
+    # promote_best: killed right after state.pt committed epoch 1 (epoch 1 always improves on -1);
+    # metrics_csv: killed in epoch 2 before its commit, and a better best of that lost attempt waits
+    _interrupt(monkeypatch, where, 1 if where == "promote_best" else 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, run.root, [f"data.root={prepared_root}", *TINY])
+    monkeypatch.undo()
+    if where == "promote_best":
+        assert [p.name for p in stage_dir.glob(".best-epoch*.pt.pending")] == [".best-epoch1.pt.pending"]
+        assert not run.checkpoint("best", "s1").exists()
+    else:
+        (stage_dir / ".best-epoch2.pt.pending").write_bytes(b"the lost attempt's weights")
+    train(None, None, resume=run.root)
+    assert not list(stage_dir.glob(".best-epoch*.pt.pending"))
+    with run.metrics.open() as handle:
+        rows = list(csv.DictReader(handle))
+    best = max(rows, key=lambda row: float(row["val_acc"]))  # the first of equals, as the trainer keeps
+    extra = read_checkpoint(run.checkpoint("best", "s1")).extra
+    assert (extra["epoch"], extra["val_acc"]) == (int(best["epoch"]), float(best["val_acc"]))
+    assert run.checkpoint("best").samefile(run.checkpoint("best", "s1"))

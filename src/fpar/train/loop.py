@@ -1,8 +1,10 @@
 """The training loop: the recipe's stages in order, one epoch at a time, resumable exactly.
 
 An epoch: reseed from (seed, stage, epoch); one pass over the training part (tqdm bar with loss
-and accuracy); validation; then the files, state.pt last: metrics.csv, TensorBoard, the stage's
-and the run's last.pt, and best.pt when validation accuracy improved.
+and accuracy); validation; then the files: the stage's and the run's last.pt, a pending best
+checkpoint when validation accuracy improved, metrics.csv, TensorBoard, state.pt (the commit), and
+only then the pending best renamed to best.pt. A resumed run promotes a pending best of the epoch
+state.pt committed and drops any other, so best.pt never holds a lost attempt's weights.
 
 Exact resume. Data order, augmentation draws and dropout are functions of (train.seed, stage
 index, epoch): each epoch reseeds Python, NumPy and torch, and each pass's batches carry that seed
@@ -91,6 +93,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def pending_best(run: RunDir, stage: str, epoch: int) -> Path:
+    """Where epoch `epoch`'s (from 1) new best checkpoint waits until state.pt has committed it."""
+    return run.checkpoint("best", stage).with_name(f".best-epoch{epoch}.pt.pending")
+
+
+def promote_best(run: RunDir, stage: str, epoch: int) -> None:
+    """The pending best of `epoch` becomes the stage's best.pt and the run's."""
+    os.replace(pending_best(run, stage, epoch), run.checkpoint("best", stage))
+    publish(run.checkpoint("best", stage), run.checkpoint("best"))
+
+
+def settle_pending_best(run: RunDir, stage: str, state: dict[str, Any]) -> None:
+    """After a kill: the pending best of the epoch state.pt committed is promoted (the kill came
+    between the commit and the rename); one of an epoch it did not commit is dropped. So best.pt
+    always holds the weights metrics.csv and state.pt name, even where a redone epoch is not
+    bit-exact (a GPU's non-deterministic kernels) and scores lower than the lost attempt."""
+    committed = pending_best(run, stage, state["epoch"])
+    for pending in committed.parent.glob(".best-epoch*.pt.pending"):
+        if pending == committed and state.get("improved"):
+            promote_best(run, stage, state["epoch"])
+        else:
+            pending.unlink()
+
+
 def publish(source: Path, target: Path) -> None:
     """`target` becomes the file `source` is (a hard link, else a copy), atomically."""
     with atomic_path(target) as temp:
@@ -146,6 +172,8 @@ class Trainer:
         first = state["stage"] if state else 0
         if state:
             self.rows, self.best = state["rows"], state["best"]
+            if self.processes.is_main:
+                settle_pending_best(self.run_dir, self.stages[first].name, state)
             self.console.print(f"resuming {self.run_dir.root}: stage {self.stages[first].name}, "
                                f"{state['epoch']} epoch(s) done", highlight=False)
         protocol = self._announce()
@@ -283,20 +311,22 @@ class Trainer:
                  "test_user": self.plan.split.test_user, "selection": self.plan.split.selection}
         save_checkpoint(run.checkpoint("last", stage.name), self.model, self.meta, extra)
         publish(run.checkpoint("last", stage.name), run.checkpoint("last"))
-        if row["val_acc"] > self.best:
+        improved = row["val_acc"] > self.best
+        if improved:  # the new best waits beside best.pt until state.pt commits this epoch
             self.best = row["val_acc"]
-            save_checkpoint(run.checkpoint("best", stage.name), self.model, self.meta, extra)
-            publish(run.checkpoint("best", stage.name), run.checkpoint("best"))
+            save_checkpoint(pending_best(run, stage.name, row["epoch"]), self.model, self.meta, extra)
         write_atomic(run.metrics, metrics_csv(self.rows))
         step = len(self.rows)
         for key in ("train_loss", "train_loss_cls", "train_loss_ms", "train_acc", "val_loss", "val_acc", "lr"):
             if row[key] != "":
                 self.writer.add_scalar(key, row[key], step)
         self.writer.flush()
-        state = {"stage": index, "epoch": row["epoch"], "best": self.best, "rows": self.rows,
+        state = {"stage": index, "epoch": row["epoch"], "best": self.best, "rows": self.rows, "improved": improved,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
         write_atomic(run.state, lambda handle: torch.save(state, handle))
+        if improved:
+            promote_best(run, stage.name, row["epoch"])
 
 
 def metrics_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = METRICS_COLUMNS) -> str:
