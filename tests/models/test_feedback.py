@@ -144,3 +144,20 @@ def test_previous_frame_leaves_frame_one_unmodulated() -> None:
     torch.testing.assert_close(maxpool_inputs[0], F.relu(bn1_outputs[0]))
     for bn1, pooled in zip(bn1_outputs[1:], maxpool_inputs[1:]):
         torch.testing.assert_close(pooled, 0.5 * F.relu(bn1) - 0.1)
+
+
+def test_two_pass_pass_one_leaves_bn_running_statistics_to_pass_two() -> None:
+    """Under `bn: train`, only the modulated pass counts as a batch for BN's running statistics."""
+    cfg = small_config("rgb_ms_feedback", frames=2)
+    model = build_model(cfg).train()
+    _constant_modulation(model, scale=1.5, shift=0.25)
+    bn = model.streams.rgb.backbone.layer4[-1].bn2
+    before = bn.running_mean.clone()
+    inputs: list[torch.Tensor] = []
+    hook = bn.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach()))
+    model(make_batch(cfg))
+    hook.remove()
+    assert len(inputs) == 2  # pass 1, pass 2
+    expected = (1 - bn.momentum) * before + bn.momentum * inputs[1].mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, expected)
+    assert int(bn.num_batches_tracked) == 1

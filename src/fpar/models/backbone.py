@@ -71,6 +71,11 @@ class ResNet34Backbone(nn.Module):
         """conv1, bn1, ReLU: 64 channels at half the input side, where feedback modulates."""
         return F.relu(self.bn1(self.conv1(x)))
 
+    @property
+    def trunk_layers(self) -> tuple[nn.Module, ...]:
+        """The modules `trunk` runs that hold state (layer1..layer4's BN)."""
+        return self.layer1, self.layer2, self.layer3, self.layer4
+
     def trunk(self, stem: Tensor) -> BackboneFeatures:
         """Max-pool, layer1..layer4 (the last block twice-output), and the fc on the pooled map."""
         x = self.layer3(self.layer2(self.layer1(self.maxpool(stem))))

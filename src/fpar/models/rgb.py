@@ -9,13 +9,15 @@ Two choices of ours, where the reference does not fix them:
   in eval mode, as every reference stage runs it, this equals the per-frame loop of Ego-RNN; in
   train mode BN would pool statistics over all frames of the batch.
 - Feedback `two_pass`: pass 1 (unmodulated, no grad) only makes the branch input; it starts from
-  pass 2's stem (conv1, bn1, ReLU run once) and runs the trunk's BN in the model's mode, so in
-  train mode it also updates their running statistics (the recipes keep BN frozen; bn1's are
-  updated once a step). `previous_frame` is sequential per frame by nature, so it loops over frames.
+  pass 2's stem (conv1, bn1, ReLU run once) and runs the trunk's BN in the model's mode (batch
+  statistics in train mode) but leaves their running statistics as they were: only the model's
+  own pass, pass 2, counts as a batch (the recipes keep BN frozen anyway). `previous_frame` is sequential per frame by nature, so it loops over frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -32,6 +34,27 @@ from fpar.models.registry import register_model
 
 FEEDBACK_MODES = ("two_pass", "previous_frame")
 RGB_DROPOUT = 0.7
+
+
+@contextmanager
+def running_statistics_kept(*modules: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm layers of `modules` normalise with batch statistics inside the block, but
+    their running statistics (and batch count) are put back after it.
+
+    Only for layers that no graph has read yet: the copy back is an in-place write (the stem's bn1,
+    already run with grad, must stay out).
+    """
+    layers = [m for module in modules for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    saved = [[buffer.clone() for buffer in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in layers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, (mean, var, count) in zip(layers, saved):
+                layer.running_mean.copy_(mean)
+                layer.running_var.copy_(var)
+                layer.num_batches_tracked.copy_(count)
 
 
 class FrameFeatures(NamedTuple):
@@ -86,7 +109,7 @@ class RGBStream(nn.Module):
         stem = self.backbone.stem(frames)
         source = None
         if self.feedback is not None:  # pass 1 shares pass 2's stem: the same conv1 output, computed once
-            with torch.no_grad():
+            with torch.no_grad(), running_statistics_kept(*self.backbone.trunk_layers):
                 source = self.ms_head.embed(self.backbone.trunk(stem).layer4)
         return self._frames(stem, source)
 
