@@ -111,7 +111,8 @@ def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segm
     dataset = make_dataset(samples, meta.class_names, model.input_keys, data_cfg, train=False, segments=segments)
     torch_device = resolve_device(device)
     model.to(torch_device)
-    loader = DataLoader(dataset, batch_size=batch_size if batch_size is not None else data_cfg.batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size if batch_size is not None else data_cfg.batch_size,
+                        shuffle=False, num_workers=workers)
 
     ids: list[str] = []
     labels: list[Tensor] = []

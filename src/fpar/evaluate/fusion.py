@@ -91,7 +91,8 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
         "split": split,
         "protocol": protocols[0] if len(protocols) == 1 else "mixed: " + ", ".join(protocols),
         "test_user": sources[0].get("test_user"),
-        "fusion": {"runs": [str(Path(p).resolve()) for p in runs], "weights": weights, "rule": FUSION_RULE, "segments": segments,
+        "fusion": {"runs": [str(Path(p).resolve()) for p in runs], "weights": weights, "rule": FUSION_RULE,
+                   "segments": segments,
                    # what `fpar report` checks to know the fused number still stands for these checkpoints
                    "checkpoint_sha256": [source.get("checkpoint_sha256") for source in sources]},
         **classification_metrics(scores),

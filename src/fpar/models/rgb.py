@@ -11,7 +11,8 @@ Two choices of ours, where the reference does not fix them:
 - Feedback `two_pass`: pass 1 (unmodulated, no grad) only makes the branch input; it starts from
   pass 2's stem (conv1, bn1, ReLU run once) and runs the trunk's BN in the model's mode (batch
   statistics in train mode) but leaves their running statistics as they were: only the model's
-  own pass, pass 2, counts as a batch (the recipes keep BN frozen anyway). `previous_frame` is sequential per frame by nature, so it loops over frames.
+  own pass, pass 2, counts as a batch (the recipes keep BN frozen anyway). `previous_frame` is
+  sequential per frame by nature, so it loops over frames.
 """
 
 from __future__ import annotations

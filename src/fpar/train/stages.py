@@ -96,23 +96,24 @@ def set_modes(model: nn.Module, trained: set[str], bn: str) -> None:
 
 
 def check_stage(stage: StageConfig) -> None:
-    """The stage's option values (names of optimizer, schedule, BN mode; positive epochs)."""
+    """The stage's option values (names of optimizer, schedule, BN mode; positive epochs, LRs >= 0
+    and gamma > 0, which torch does not check for param groups and schedules)."""
     for key, value, known in (("optimizer", stage.optimizer, OPTIMIZERS), ("schedule", stage.schedule, SCHEDULES),
                               ("bn", stage.bn, BN_MODES)):
         if value not in known:
             raise ConfigError(f"stage {stage.name!r}: {key} {value!r}; expected one of {', '.join(known)}")
     if stage.epochs < 1:
         raise ConfigError(f"stage {stage.name!r}: epochs must be at least 1, got {stage.epochs}")
-
-
-def check_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> None:
-    """ConfigError now rather than after the run dir is written: torch checks the LR, eps, betas,
-    momentum when it builds them (a throwaway pair here); per-group LRs and gamma it does not check."""
-    negative = sorted({lr for lr in lrs.values() if not lr >= 0})
+    negative = [lr for lr in (stage.lr, *stage.group_lr.values()) if not lr >= 0]
     if negative:
         raise ConfigError(f"stage {stage.name!r}: learning rates must be >= 0, got {negative[0]}")
     if not stage.gamma > 0:
         raise ConfigError(f"stage {stage.name!r}: gamma must be > 0 (the LR is multiplied by it), got {stage.gamma}")
+
+
+def check_optimizer(model: nn.Module, stage: StageConfig, lrs: dict[str, float]) -> None:
+    """ConfigError now rather than after the run dir is written: torch checks eps, betas and momentum
+    when it builds the optimizer and its schedule (a throwaway pair here)."""
     try:
         make_scheduler(make_optimizer(model, stage, lrs), stage)
     except ValueError as exc:
