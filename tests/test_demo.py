@@ -23,7 +23,8 @@ from fpar.config import WarmupRecipe, load_recipe
 from fpar.data.layout import (DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, LABELS_NAME, MANIFEST_NAME,
                               PREPARE_SETTINGS_NAME, QUALITY_NAME, discover)
 from fpar.data.synthetic import TINY_CLASSES
-from fpar.demo import CONFIGS, MODELS, relocate
+from fpar.demo import CONFIGS
+from fpar.pipeline import MODELS, relocate
 from fpar.io.video import read_video
 from fpar.models.backbone import load_resnet34
 from fpar.models.checkpoints import load_model, read_checkpoint

@@ -92,6 +92,65 @@ def demo_verb(
     run_demo(out, tiny=tiny, seed=seed, seeds=seeds, configs=configs or CONFIGS, threads=threads, console=console)
 
 
+@app.command("reproduce", rich_help_panel="Start here")
+def reproduce_verb(
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="section.key=value overrides for every recipe, e.g. train.device=cuda data.workers=8 "
+             "data.test_user=S3.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write into: prepared/, train/<model>/, report/, cam/.")]
+    = Path("runs/gtea61"),
+    videos: Annotated[Optional[Path], typer.Option(
+        "--videos", help="Raw videos to prepare first, as `fpar prepare --videos`: a labels.csv, or a folder of "
+                         "videos (see --labels).", show_default=False)] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", help="Labels of a --videos folder, as `fpar prepare --labels` (labels.csv or GTEA annotations).",
+        show_default="FOLDER/labels.csv, else FOLDER's *.txt")] = None,
+    root: Annotated[Optional[Path], typer.Option(
+        "--root", help="A dataset root already in the processed layout (e.g. GTEA61 as published), instead of "
+                       "--videos.", show_default=False)] = None,
+    configs: Annotated[Optional[Path], typer.Option(
+        help="Folder of the five recipes, naming their paths as configs/gtea61 does.",
+        show_default="the repository's configs/gtea61")] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        help="Backbone weights where a recipe says imagenet: imagenet (torchvision's, downloaded once), a local "
+             "ResNet-34 state dict, or none.", show_default="imagenet")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="At most this many epochs a stage: a smoke run of the whole pipeline before the real one.",
+        show_default="the recipes'")] = None,
+    size: Annotated[Optional[str], typer.Option(help="With --videos: frame size WIDTHxHEIGHT, or native.",
+                                                show_default=format_size(DEFAULT_FRAME_SIZE))] = None,
+    flow: Annotated[Optional[str], typer.Option(help="With --videos: dense flow, dis (fast), tvl1 or farneback.",
+                                                show_default=DEFAULT_FLOW)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="With --videos: videos prepared at once.",
+                                                   show_default="the cores this process may use")] = None,
+) -> None:
+    """The report's comparison table, training curves and CAM figures from your own data, in one command.
+
+    [prepare raw videos] -> data check -> train rgb, flow, rgb_ms, rgb_ms_feedback, two_stream
+    (configs/gtea61: the reference recipes, stages shared as in the report) -> evaluation on the held-out
+    user, the comparison table and training curves -> a CAM video and the before/after figure (rgb_ms vs
+    rgb_ms_feedback) on a test-user clip. One line per step with its time, then the table and where every
+    file is. Re-running resumes. The alpha search is a job of its own: fpar search-alpha.
+
+    Examples:
+
+      fpar reproduce --videos gtea/videos --labels gtea/labels --out runs/gtea61 train.device=cuda
+
+      fpar reproduce --root data/gtea61 --out runs/gtea61 --weights resnet34.pth
+
+      fpar reproduce --root data/gtea61 --out runs/smoke --epochs 1 data.image_size=112   (a smoke run)
+    """
+    from fpar.prepare import PrepareSettings
+    from fpar.reproduce import CONFIGS, run_reproduce
+
+    settings = None  # as fpar prepare's defaults, unless given (and then refused with --root)
+    if size is not None or flow is not None:
+        settings = PrepareSettings(size=parse_size(size or format_size(DEFAULT_FRAME_SIZE), allow_native=True),
+                                   flow=flow or DEFAULT_FLOW)
+    run_reproduce(out, videos=videos, labels=labels, root=root, configs=configs or CONFIGS, weights=weights,
+                  overrides=overrides, epochs=epochs, settings=settings, workers=workers, console=console)
+
+
 @app.command("synth", rich_help_panel="Data")
 def synth_verb(
     out: Annotated[Path, typer.Option("--out", help="Folder to write videos/, gt/ and labels.csv into.")],

@@ -59,6 +59,8 @@ SYNTH_GT_DIR = "gt"
 DEMO_SYNTH_DIR = "synth"
 DEMO_PREPARED_DIR = "prepared"
 DEMO_CONTACT_SHEET_NAME = "synth_contact_sheet.png"
+# `fpar reproduce --videos V --out OUT`: OUT/prepared/ (fpar prepare of V)
+REPRODUCE_PREPARED_DIR = "prepared"
 # Motion maps (and hand masks) are 8-bit grayscale: 255 moving (or masked), 0 not; a pixel counts as
 # moving where its value is above this, which also survives a resize with interpolation.
 MAP_THRESHOLD = 127
