@@ -131,6 +131,8 @@ def test_pipeline_refuses_recipes_that_would_read_outside_it(tmp_path: Path) -> 
     ({"root": Path("r"), "labels": Path("l")}, "--labels, --size, --flow and --workers go with --videos"),
     ({"root": Path("r"), "workers": 2}, "--labels, --size, --flow and --workers go with --videos"),
     ({"root": Path("r"), "epochs": 0}, "--epochs 0: train each stage at least one epoch"),
+    ({"root": Path("r"), "seeds": 0}, "--seeds 0: train each model at least once"),
+    ({"root": Path("r"), "overrides": ["train.seed=3"]}, "train.seed=: give the training seed with --seed"),
     ({"root": Path("r"), "weights": "no_such.pth"}, "--weights no_such.pth: no such file"),
     ({"root": Path("r"), "weights": "none", "overrides": ["data.test_user=all"]}, "data.test_user=all: fpar reproduce"),
     ({"root": Path("r"), "configs": Path("no_such")}, "no_such/rgb.yaml: recipe not found"),
@@ -184,3 +186,29 @@ def test_held_out_clip_is_the_first_sample_capped_and_refuses_a_resized_frame(
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(first.frames[2])
     with pytest.raises(DataError, match=r"30x20, but its sample's first frame is 64x48"):
         held_out_clip(pipeline, "S2", "auto")
+
+
+@pytest.mark.parametrize("seeds", [[0], [3, 4]])
+def test_pipeline_trains_each_model_once_per_seed_into_a_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               seeds: list[int]) -> None:
+    """The pipeline's training order, seeds and folders (shared with `fpar demo --seeds`), without training."""
+    import fpar.pipeline as pipeline_module
+
+    trained: list[tuple[str, int, Path]] = []
+    monkeypatch.setattr(pipeline_module, "make_plan", lambda recipe: recipe)
+    monkeypatch.setattr(pipeline_module, "train_run",
+                        lambda recipe, out, console: trained.append((recipe.model.name, recipe.train.seed, out)))
+    pipeline = _pipeline(tmp_path, weights="none", seeds=seeds)
+    pipeline.train_models()
+    train = tmp_path / "out" / "train"
+    if len(seeds) == 1:
+        assert trained == [(name, 0, train / name) for name in MODELS]
+        assert not any(RunDir(train / name).group.exists() for name in MODELS)
+    else:
+        assert trained == [(name, s, train / name / f"seed-{s}") for name in MODELS for s in seeds]
+        for name in MODELS:
+            group = json.loads(RunDir(train / name).group.read_text())
+            assert group == {"kind": "seeds", "runs": ["seed-3", "seed-4"]}
+        # each seed's recipes start from the same seed's earlier runs
+        assert _pipeline(tmp_path, seeds=seeds).recipe("rgb_ms_feedback.yaml", 4).stages[0].init_from == [
+            str(train / "rgb_ms" / "seed-4")]

@@ -117,6 +117,9 @@ def reproduce_verb(
     epochs: Annotated[Optional[int], typer.Option(
         help="At most this many epochs a stage: a smoke run of the whole pipeline before the real one.",
         show_default="the recipes'")] = None,
+    seed: Annotated[int, typer.Option(help="Training seed (of the first run, with --seeds).")] = 0,
+    seeds: Annotated[int, typer.Option(help="Train every model with this many seeds (SEED, SEED+1, ...); the "
+                                            "table shows mean ± std.")] = 1,
     size: Annotated[Optional[str], typer.Option(help="With --videos: frame size WIDTHxHEIGHT, or native.",
                                                 show_default=format_size(DEFAULT_FRAME_SIZE))] = None,
     flow: Annotated[Optional[str], typer.Option(help="With --videos: dense flow, dis (fast), tvl1 or farneback.",
@@ -139,6 +142,8 @@ def reproduce_verb(
       fpar reproduce --root data/gtea61 --out runs/gtea61 --weights resnet34.pth
 
       fpar reproduce --root data/gtea61 --out runs/smoke --epochs 1 data.image_size=112   (a smoke run)
+
+      fpar reproduce --root data/gtea61 --out runs/gtea61-seeds --seeds 3   (mean ± std over 3 seeds)
     """
     from fpar.prepare import PrepareSettings
     from fpar.reproduce import CONFIGS, run_reproduce
@@ -148,7 +153,8 @@ def reproduce_verb(
         settings = PrepareSettings(size=parse_size(size or format_size(DEFAULT_FRAME_SIZE), allow_native=True),
                                    flow=flow or DEFAULT_FLOW)
     run_reproduce(out, videos=videos, labels=labels, root=root, configs=configs or CONFIGS, weights=weights,
-                  overrides=overrides, epochs=epochs, settings=settings, workers=workers, console=console)
+                  overrides=overrides, epochs=epochs, seed=seed, seeds=seeds, settings=settings, workers=workers,
+                  console=console)
 
 
 @app.command("synth", rich_help_panel="Data")

@@ -50,13 +50,15 @@ CLIP_FPS = 15.0  # the CAM clip made from a prepared sample's frames (their own 
 
 def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = None, root: Path | None = None,
                   configs: Path = CONFIGS, weights: str | None = None, overrides: list[str] | None = None,
-                  epochs: int | None = None, settings: PrepareSettings | None = None,
+                  epochs: int | None = None, seed: int = 0, seeds: int = 1, settings: PrepareSettings | None = None,
                   workers: int | None = None, console: Console | None = None) -> dict[str, Path]:
     """Run every step into `out` (module doc); return what it wrote where.
 
     `videos` (+ `labels`) are prepared into OUT/prepared with `settings` and `workers`; `root` is
     read as it is. `weights` replaces the recipes' `imagenet` (a local state dict, or none);
     `overrides` (section.key=value) go to every recipe; `epochs` caps every stage (a smoke run).
+    Every model trains with seeds `seed`..`seed + seeds - 1` (several: each model's folder a group
+    of runs, which the table shows as mean ± std); the recipes' own train.seed gives way to them.
     """
     if (videos is None) == (root is None):
         raise ConfigError("give --videos (raw videos to prepare) or --root (a prepared root), one of the two")
@@ -64,10 +66,15 @@ def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = N
         raise ConfigError("--labels, --size, --flow and --workers go with --videos; a --root is already prepared")
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs}: train each stage at least one epoch")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: train each model at least once")
     out, overrides = Path(out), list(overrides or [])
+    if any(o.split("=", 1)[0] == "train.seed" for o in overrides):
+        raise ConfigError("train.seed=: give the training seed with --seed (and --seeds for several)")
     pipeline = Pipeline(out=out, configs=Path(configs), data_key=DATA_KEY, runs_key=RUNS_KEY,
                         root=out / REPRODUCE_PREPARED_DIR if root is None else Path(root), overrides=overrides,
-                        epochs=epochs, weights=checked_weights(weights), console=console or Console())
+                        seeds=list(range(seed, seed + seeds)), epochs=epochs, weights=checked_weights(weights),
+                        console=console or Console())
     started = time.perf_counter()
     recipes = {name: pipeline.recipe(f"{name}.yaml", pipeline.seeds[0]) for name in MODELS}
     test_user = recipes["rgb"].data.test_user
@@ -87,6 +94,7 @@ def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = N
     record_options(out / OPTIONS_NAME, {
         "videos": _absolute(videos), "labels": _absolute(labels), "root": _absolute(root),
         "configs": str(Path(configs).resolve()), "weights": pipeline.weights, "epochs": epochs,
+        "seeds": pipeline.seeds,
         "prepare": None if videos is None else repr(settings or PrepareSettings()),
         "overrides": [o for o in overrides if o.split("=", 1)[0] not in MACHINE_KEYS]})
     pipeline.train_models()
