@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from fpar.config import WarmupRecipe, load_recipe
-from fpar.data.layout import (DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, LABELS_NAME, MANIFEST_NAME,
+from fpar.data.layout import (DEMO_CONTACT_SHEET_NAME, DEMO_SYNTH_DIR, LABELS_NAME, MANIFEST_NAME, PREPARED_DIR,
                               PREPARE_SETTINGS_NAME, QUALITY_NAME, discover)
 from fpar.data.synthetic import TINY_CLASSES
 from fpar.demo import CONFIGS
@@ -58,7 +58,7 @@ def test_demo_runs_and_writes_every_step(demo_out) -> None:
     with Image.open(out / DEMO_CONTACT_SHEET_NAME) as sheet:
         assert sheet.width > 200 and sheet.height > 200
 
-    found = discover(out / DEMO_PREPARED_DIR)
+    found = discover(out / PREPARED_DIR)
     assert found.layout.name == "course" and not found.problems
     assert len(found.samples) == n_videos
     assert {s.label for s in found.samples} == set(TINY_CLASSES)
@@ -70,11 +70,11 @@ def test_demo_runs_and_writes_every_step(demo_out) -> None:
 @pytest.mark.slow
 def test_demo_reports_measured_quality(demo_out) -> None:
     out, result = demo_out
-    quality = json.loads((out / DEMO_PREPARED_DIR / QUALITY_NAME).read_text())  # as `fpar prepare --evaluate` writes
+    quality = json.loads((out / PREPARED_DIR / QUALITY_NAME).read_text())  # as `fpar prepare --evaluate` writes
     assert quality["targets_met"] == (quality["residual_ratio"] <= RESIDUAL_TARGET and quality["iou"] >= IOU_TARGET)
-    assert str(out / DEMO_PREPARED_DIR / QUALITY_NAME) in " ".join(result.stdout.split())  # the table says where
+    assert str(out / PREPARED_DIR / QUALITY_NAME) in " ".join(result.stdout.split())  # the table says where
     # the finished root holds what it should and nothing else: no lock, journal, work folder or temp file
-    assert {p.name for p in (out / DEMO_PREPARED_DIR).iterdir()} == {
+    assert {p.name for p in (out / PREPARED_DIR).iterdir()} == {
         "processed_frames2", "flow_x_processed", "flow_y_processed", MANIFEST_NAME, PREPARE_SETTINGS_NAME, QUALITY_NAME}
     assert 0 <= quality["warp_residual"] < quality["plain_residual"]
     assert 0 < quality["iou"] <= 1
@@ -90,7 +90,7 @@ def test_demo_warm_up_is_a_resnet34_that_never_saw_the_data_sets_users(demo_out)
     assert net.bn1.running_var.ne(1).any()  # BN statistics were learnt: the models keep BN in eval mode
     split = json.loads((out / "train" / "rgb" / "split.json").read_text())
     warm = load_recipe(out / "warmup" / "recipe.yaml", schema=WarmupRecipe)
-    assert warm.train.seed == split["seed"] and warm.data.root == str((out / DEMO_PREPARED_DIR).resolve())
+    assert warm.train.seed == split["seed"] and warm.data.root == str((out / PREPARED_DIR).resolve())
     assert warm.corpus.users == 2  # --tiny's corpus
     header = (out / "warmup" / "metrics.csv").read_text().splitlines()[0]
     assert header == "epoch,train_loss,train_acc,check_acc,seconds"
@@ -106,7 +106,7 @@ def test_demo_trains_five_models_with_shared_stages(demo_out) -> None:
         with run.metrics.open() as handle:
             assert len(list(csv.DictReader(handle))) >= 1
         recipe = load_recipe(run.recipe)
-        assert recipe.data.root == str((out / DEMO_PREPARED_DIR).resolve())  # moved from runs/demo to --out
+        assert recipe.data.root == str((out / PREPARED_DIR).resolve())  # moved from runs/demo to --out
         assert recipe.model.weights == str(out / "warmup" / "backbone.pt")
     init = {name: load_recipe(RunDir(out / "train" / name).recipe).stages[0].init_from for name in MODELS}
     train = (out / "train").resolve()

@@ -31,7 +31,7 @@ from rich.console import Console
 
 from fpar.config import WarmupRecipe, to_dict
 from fpar.data.check import check_root, print_report
-from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_PREPARED_DIR, DEMO_SYNTH_DIR, QUALITY_NAME
+from fpar.data.layout import DEMO_CONTACT_SHEET_NAME, DEMO_SYNTH_DIR, PREPARED_DIR, QUALITY_NAME
 from fpar.data.preview import contact_sheet
 from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import ConfigError, FparError
@@ -79,8 +79,8 @@ def make_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, conf
     """The demo writing into `out`: the synthetic data's seed is `seed`, the training seeds
     `seed`..`seed + seeds - 1`."""
     out = Path(out)
-    return Demo(out=out, configs=Path(configs), data_key=f"{RECIPES_ROOT}/{DEMO_PREPARED_DIR}",
-                runs_key=f"{RECIPES_ROOT}/{TRAIN_DIR}", root=out / DEMO_PREPARED_DIR,
+    return Demo(out=out, configs=Path(configs), data_key=f"{RECIPES_ROOT}/{PREPARED_DIR}",
+                runs_key=f"{RECIPES_ROOT}/{TRAIN_DIR}", root=out / PREPARED_DIR,
                 seeds=list(range(seed, seed + seeds)), overrides=list(TINY_OVERRIDES) if tiny else [],
                 epochs=1 if tiny else None, console=console or Console(), tiny=tiny)
 

@@ -32,7 +32,7 @@ from rich.console import Console
 from fpar.config import MACHINE_KEYS, Recipe
 from fpar.data.check import check_root, print_report
 from fpar.data.images import read_image
-from fpar.data.layout import REPRODUCE_PREPARED_DIR, discover
+from fpar.data.layout import PREPARED_DIR, discover
 from fpar.errors import ConfigError, DataError, FparError
 from fpar.explain.limits import MAX_FRAMES
 from fpar.io.atomic import write_atomic
@@ -72,7 +72,7 @@ def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = N
     if any(o.split("=", 1)[0] == "train.seed" for o in overrides):
         raise ConfigError("train.seed=: give the training seed with --seed (and --seeds for several)")
     pipeline = Pipeline(out=out, configs=Path(configs), data_key=DATA_KEY, runs_key=RUNS_KEY,
-                        root=out / REPRODUCE_PREPARED_DIR if root is None else Path(root), overrides=overrides,
+                        root=out / PREPARED_DIR if root is None else Path(root), overrides=overrides,
                         seeds=list(range(seed, seed + seeds)), epochs=epochs, weights=checked_weights(weights),
                         console=console or Console())
     started = time.perf_counter()
@@ -88,14 +88,14 @@ def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = N
         if test_user not in users:
             raise DataError(f"{labels_file}: no video of test user {test_user} (users: {', '.join(users)}); "
                             "choose one with data.test_user=USER")
-        prepare_step(pipeline, labels_file, videos_dir, settings or PrepareSettings(), workers)
+        prepare_step(pipeline, labels_file, videos_dir, settings or PrepareSettings(), workers)  # refuses a root
+        # prepared with other settings itself, so they stay out of the options below
     check_step(pipeline, recipes)
     clip = held_out_clip(pipeline, test_user, recipes["rgb"].data.layout)
     record_options(out / OPTIONS_NAME, {
         "videos": _absolute(videos), "labels": _absolute(labels), "root": _absolute(root),
         "configs": str(Path(configs).resolve()), "weights": pipeline.weights, "epochs": epochs,
         "seeds": pipeline.seeds,
-        "prepare": None if videos is None else repr(settings or PrepareSettings()),
         "overrides": [o for o in overrides if o.split("=", 1)[0] not in MACHINE_KEYS]})
     pipeline.train_models()
     report = pipeline.report()

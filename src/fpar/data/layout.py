@@ -55,12 +55,11 @@ HAND_MASK_PATTERN = re.compile(r"(\d+)\.png")
 # `fpar synth` output: OUT/labels.csv, OUT/videos/<id>.mp4, OUT/gt/<id>.npz
 SYNTH_VIDEOS_DIR = "videos"
 SYNTH_GT_DIR = "gt"
-# `fpar demo --out OUT`: OUT/synth/ (fpar synth), OUT/prepared/ (fpar prepare), the contact sheet
+# `fpar demo --out OUT`: OUT/synth/ (fpar synth), OUT/prepared/ (fpar prepare), the contact sheet;
+# `fpar reproduce --videos V --out OUT` prepares V into OUT/prepared/ too
 DEMO_SYNTH_DIR = "synth"
-DEMO_PREPARED_DIR = "prepared"
+PREPARED_DIR = "prepared"
 DEMO_CONTACT_SHEET_NAME = "synth_contact_sheet.png"
-# `fpar reproduce --videos V --out OUT`: OUT/prepared/ (fpar prepare of V)
-REPRODUCE_PREPARED_DIR = "prepared"
 # Motion maps (and hand masks) are 8-bit grayscale: 255 moving (or masked), 0 not; a pixel counts as
 # moving where its value is above this, which also survives a resize with interpolation.
 MAP_THRESHOLD = 127
