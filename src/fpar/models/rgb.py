@@ -12,7 +12,9 @@ Two choices of ours, where the reference does not fix them:
   pass 2's stem (conv1, bn1, ReLU run once) and runs the trunk's BN in the model's mode (batch
   statistics in train mode) but leaves their running statistics as they were: only the model's
   own pass, pass 2, counts as a batch (the recipes keep BN frozen anyway). `previous_frame` is
-  sequential per frame by nature, so it loops over frames.
+  sequential per frame by nature, so it loops over frames; the weight gradients of its small
+  convolutions (layer4, Conv100) are still computed once over all frames
+  (`models.batched_weight_grads`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fpar.config import ModelConfig
 from fpar.errors import ConfigError
 from fpar.models.attention import attend, cam_attention
 from fpar.models.backbone import FEATURE_CHANNELS, ResNet34Backbone, build_backbone, layer4_side
+from fpar.models.batched_weight_grads import batched_weight_grads
 from fpar.models.convlstm import ConvLSTMCell
 from fpar.models.heads import ClassifierHead, FeedbackBranch, MotionSegmentationHead
 from fpar.models.model import ActionModel, StreamOutput
@@ -115,13 +118,17 @@ class RGBStream(nn.Module):
         return self._frames(stem, source)
 
     def _encode_previous_frame(self, clip: Tensor) -> FrameFeatures:
-        """Frame t modulated by frame t-1's (detached) Conv100 output; frame 0 unmodulated."""
+        """Frame t modulated by frame t-1's (detached) Conv100 output; frame 0 unmodulated.
+
+        The frames' graphs are independent (the source is detached), so the small convolutions'
+        weight gradients can wait for all frames and run as one batch (`batched_weight_grads`)."""
         per_frame: list[FrameFeatures] = []
         source = None
-        for frame in clip.unbind(1):
-            out = self._frames(self.backbone.stem(frame), source)
-            source = out.ms_embedding.detach()
-            per_frame.append(out)
+        with batched_weight_grads(self):
+            for frame in clip.unbind(1):
+                out = self._frames(self.backbone.stem(frame), source)
+                source = out.ms_embedding.detach()
+                per_frame.append(out)
         return FrameFeatures(*(torch.stack(field, dim=1) for field in zip(*per_frame)))
 
     def _encode(self, clip: Tensor) -> FrameFeatures:
