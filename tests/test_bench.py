@@ -19,8 +19,7 @@ from fpar.bench.reference import ReferenceStyle
 from fpar.bench.run import DEMO, SECTIONS, problems
 from fpar.bench.timing import Repeats, interleaved
 from fpar.bench.table import tables
-import fpar.bench.training as training
-from fpar.bench.training import STAGES, Scale, bench_training, feedback_costs
+from fpar.bench.training import STAGES, feedback_costs
 from fpar.cli import app
 from fpar.config import ModelConfig, load_recipe
 from fpar.data.datasets import DATASETS
@@ -129,29 +128,6 @@ def test_reference_style_baseline_computes_what_the_model_computes(name: str, mo
     torch.testing.assert_close(ours.feature_maps, theirs.feature_maps, rtol=1e-4, atol=1e-5)
     if ours.ms_logits is not None:
         torch.testing.assert_close(ours.ms_logits, theirs.ms_logits, rtol=1e-4, atol=1e-5)
-
-
-def test_the_feedback_comparisons_rows_are_timed_in_one_set_of_turns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """rgb_ms's stage 3 set and both feedback modes share their turns (so their ratios compare the
-    same moments of the machine); every other row is timed in turns of its own, in STAGES' order."""
-    turns: list[list] = []
-
-    def spy(candidates, repeats, sync):
-        turns.append(list(candidates))
-        return {key: 1.0 for key in candidates}
-
-    monkeypatch.setattr(training, "interleaved", spy)
-    monkeypatch.setattr(training, "outputs_differ", lambda *args: 0.0)
-    monkeypatch.setattr(training, "frame_chain_seconds", lambda *args: {"chain_s": 1.0, "batched_s": 1.0})
-    monkeypatch.setattr(training, "pass1_seconds", lambda *args: 1.0)
-    torch.set_num_threads(1)
-    scale = Scale("tiny", image_size=64, frames=2, batch=1, mem_size=8)
-    rows = bench_training(scale, torch.device("cpu"), Repeats(0, 1), ("fp32", "bf16"))
-    assert [(r["model"], r["feedback_mode"] or "two_pass", r["stage"]) for r in rows] == [s[:3] for s in STAGES]
-    shared = [keys for keys in turns if len({row for row, _ in keys}) > 1]
-    assert len(shared) == 1 and len(turns) == len(STAGES) - 2
-    assert shared[0] == [(row, variant) for row in range(3) for variant in ("reference", "fp32", "bf16")]
-    assert all(set(r["step_s"]) == {"reference", "fp32", "bf16"} for r in rows if r["model"].startswith("rgb"))
 
 
 def test_bench_refuses_an_unknown_section_in_one_line(tmp_path: Path) -> None:

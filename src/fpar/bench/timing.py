@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -26,15 +26,15 @@ class Repeats:
     repeats: int = 5
 
 
-def interleaved(candidates: Mapping[Hashable, Callable[[], object]], repeats: Repeats,
-                sync: Callable[[], None] = lambda: None) -> dict[Hashable, float]:
+def interleaved(candidates: Mapping[str, Callable[[], object]], repeats: Repeats,
+                sync: Callable[[], None] = lambda: None) -> dict[str, float]:
     """Median seconds per call of each candidate, timed in turns (module doc). `sync` waits for
     queued device work (CUDA) so a call is timed to its end, not to its launch."""
     for _ in range(repeats.warmup):
         for run in candidates.values():
             run()
             sync()
-    times: dict[Hashable, list[float]] = {name: [] for name in candidates}
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats.repeats):
         for name, run in candidates.items():
             start = time.perf_counter()

@@ -9,9 +9,7 @@ equal to fpar's in fp64 (`outputs_differ`; the fp32 difference is reported besid
 
 The feedback model is measured against `rgb_ms` training the same parameters (stage 3's set, the
 backbone's conv1 included, so both backpropagate through the whole backbone), with the cost of
-`two_pass`'s no-grad first pass timed apart and the activation memory autograd keeps per step;
-the three rows are timed in one set of turns (`_turn_groups`), so that their ratios do not
-depend on the machine's load drifting between rows (up to 0.1x apart in session 8's runs).
+`two_pass`'s no-grad first pass timed apart and the activation memory autograd keeps per step.
 `previous_frame` gets its floor beside it: the part of its forward that must run frame by frame
 (`frame_chain_seconds`), the least x rgb_ms that any exact implementation can reach.
 """
@@ -50,7 +48,6 @@ STAGES = [
     ("flow", "two_pass", "flow", ["all"]),
     ("two_stream", "two_pass", "joint", ["classifier", "rgb:lstm", "rgb:layer4_convs", "rgb:backbone_fc", "flow:layer4"]),
 ]
-FEEDBACK_STAGES = ("stage3_set", "stage3")  # the rows `feedback_costs` compares, timed in one set of turns
 VARIANTS = ("fp32", "bf16", "channels_last", "bf16_channels_last", "compile")
 EQUAL_TOLERANCE = 1e-9  # relative to the largest logit, fpar vs reference style in fp64 (`outputs_differ`)
 
@@ -143,113 +140,64 @@ def saved_megabytes(run: Callable[[], object]) -> float:
     return sum(seen.values()) / 2**20
 
 
-@dataclass
-class _Row:
-    """One (model, stage) of section (c), ready to time: its step per variant, and what its row
-    reports beside the times."""
-
-    name: str
-    mode: str
-    stage: str
-    model: nn.Module
-    batch: dict[str, Tensor]
-    candidates: dict[str, Callable[[], None]]
-    copies: dict[str, tuple[nn.Module, dict[str, Tensor]]]  # the eager variants' models and inputs
-
-    @property
-    def rgb_only(self) -> bool:
-        return set(self.model.streams) == {"rgb"}
-
-
-def _prepare_row(name: str, mode: str, stage: str, trains: list[str], scale: Scale, device: torch.device,
-                 variants: tuple[str, ...]) -> _Row:
-    torch.manual_seed(0)
-    cfg = model_config(name, mode, scale)
-    model = build_model(cfg).to(device)
-    batch = make_batch(cfg, scale.batch, device)
-    row = _Row(name, mode, stage, model, batch, {}, {})
-    if row.rgb_only:
-        row.candidates["reference"] = step_function(ReferenceStyle(model), model, trains, batch, device)
-    for variant in variants:
-        if variant == "compile" and name != "rgb":
-            continue  # a compile costs minutes on a CPU: the `rgb` stages stand for the rest
-        twin = build_model(cfg).to(device)
-        twin.load_state_dict(model.state_dict())
-        inputs = batch
-        if "channels_last" in variant:  # as the trainer does
-            twin = channels_last_model(twin)
-            inputs = channels_last(batch)
-        if variant == "compile":
-            torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
-        forward = torch.compile(twin, dynamic=False) if variant == "compile" else twin
-        row.candidates[variant] = step_function(forward, twin, trains, inputs, device, bf16="bf16" in variant)
-        if variant != "compile":
-            row.copies[variant] = (twin, inputs)
-    return row
-
-
-def _time_together(rows: list[_Row], repeats: Repeats, device: torch.device) -> tuple[list[dict[str, float]], str | None]:
-    """Every candidate of `rows` in one set of turns; a failed compile drops that variant only."""
-    candidates = {(i, variant): run for i, row in enumerate(rows) for variant, run in row.candidates.items()}
-    try:
-        seconds = interleaved(candidates, repeats, device_sync(device))
-        failed = None
-    except Exception as exc:  # noqa: BLE001 - a compiler failure costs its variant, not the run
-        if not any(variant == "compile" for _, variant in candidates):
-            raise
-        failed = f"compile failed: {one_line(exc)[:300]}"
-        candidates = {key: run for key, run in candidates.items() if key[1] != "compile"}
-        seconds = interleaved(candidates, repeats, device_sync(device))
-    return [{variant: t for (j, variant), t in seconds.items() if j == i} for i in range(len(rows))], failed
-
-
-def _turn_groups(stages: list) -> list[list]:
-    """`stages` in the groups timed together: the feedback comparison's rows (`rgb_ms`'s stage 3
-    set and both feedback modes) share one set of turns, so that their ratios (`feedback_costs`)
-    compare steps timed at the same moments of the machine; every other row is timed alone."""
-    together = [s for s in stages if s[2] in FEEDBACK_STAGES]
-    groups: list[list] = []
-    for entry in stages:
-        if entry[2] not in FEEDBACK_STAGES:
-            groups.append([entry])
-        elif entry is together[0]:
-            groups.append(together)
-    return groups
-
-
 def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variants: tuple[str, ...],
                    stages=STAGES) -> list[dict]:
     """Section (c) at one scale: a row per (model, stage) with each variant's step time."""
     rows = []
-    for group in _turn_groups(stages):
-        prepared = [_prepare_row(name, mode, stage, trains, scale, device, variants)
-                    for name, mode, stage, trains in group]
-        timed, failed = _time_together(prepared, repeats, device)
-        rows.extend(_report_row(row, seconds, failed, scale, repeats, device, variants)
-                    for row, seconds in zip(prepared, timed))
+    for name, mode, stage, trains in stages:
+        torch.manual_seed(0)
+        cfg = model_config(name, mode, scale)
+        model = build_model(cfg).to(device)
+        batch = make_batch(cfg, scale.batch, device)
+        rgb_only = set(model.streams) == {"rgb"}
+        candidates: dict[str, Callable] = {}
+        copies: dict[str, tuple[nn.Module, dict[str, Tensor]]] = {}
+        if rgb_only:
+            candidates["reference"] = step_function(ReferenceStyle(model), model, trains, batch, device)
+        for variant in variants:
+            if variant == "compile" and name != "rgb":
+                continue  # a compile costs minutes on a CPU: the `rgb` stages stand for the rest
+            twin = build_model(cfg).to(device)
+            twin.load_state_dict(model.state_dict())
+            inputs = batch
+            if "channels_last" in variant:  # as the trainer does
+                twin = channels_last_model(twin)
+                inputs = channels_last(batch)
+            if variant == "compile":
+                torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
+            forward = torch.compile(twin, dynamic=False) if variant == "compile" else twin
+            candidates[variant] = step_function(forward, twin, trains, inputs, device, bf16="bf16" in variant)
+            if variant != "compile":
+                copies[variant] = (twin, inputs)
+        try:
+            seconds = interleaved(candidates, repeats, device_sync(device))
+        except Exception as exc:  # noqa: BLE001 - a compiler failure costs its variant, not the run
+            if "compile" not in candidates:
+                raise
+            failed = f"compile failed: {one_line(exc)[:300]}"
+            candidates.pop("compile")
+            seconds = interleaved(candidates, repeats, device_sync(device))
+        else:
+            failed = None
+        row = {"model": name, "feedback_mode": mode if name == "rgb_ms_feedback" else None, "stage": stage,
+               "scale": scale.name, "batch": scale.batch, "step_s": seconds,
+               "clips_per_s": {k: scale.batch / v for k, v in seconds.items()}, "load_average": load_average()}
+        if failed:
+            row["failed"] = failed
+        if rgb_only:
+            row["speedup_vs_reference"] = {k: seconds["reference"] / v for k, v in seconds.items() if k != "reference"}
+            differences = {name: outputs_differ(model, batch, dtype)
+                           for name, dtype in (("fp32", torch.float32), ("fp64", torch.float64))}
+            row["max_relative_logit_difference"] = differences
+            row["equal_within_tolerance"] = differences["fp64"] <= EQUAL_TOLERANCE
+            row["saved_activations_mb"] = saved_megabytes(candidates["fp32"])
+        if name == "rgb_ms_feedback" and mode == "two_pass":
+            row["pass1_s"] = pass1_seconds(model, batch, repeats, device)
+        if name == "rgb_ms_feedback" and mode == "previous_frame":
+            row["frame_chain"] = {variant: frame_chain_seconds(copies[variant], repeats, device, "bf16" in variant)
+                                  for variant in variants if variant in copies}
+        rows.append(row)
     return rows
-
-
-def _report_row(row: _Row, seconds: dict[str, float], failed: str | None, scale: Scale, repeats: Repeats,
-                device: torch.device, variants: tuple[str, ...]) -> dict:
-    report = {"model": row.name, "feedback_mode": row.mode if row.name == "rgb_ms_feedback" else None,
-              "stage": row.stage, "scale": scale.name, "batch": scale.batch, "step_s": seconds,
-              "clips_per_s": {k: scale.batch / v for k, v in seconds.items()}, "load_average": load_average()}
-    if failed and "compile" in row.candidates:
-        report["failed"] = failed
-    if row.rgb_only:
-        report["speedup_vs_reference"] = {k: seconds["reference"] / v for k, v in seconds.items() if k != "reference"}
-        differences = {name: outputs_differ(row.model, row.batch, dtype)
-                       for name, dtype in (("fp32", torch.float32), ("fp64", torch.float64))}
-        report["max_relative_logit_difference"] = differences
-        report["equal_within_tolerance"] = differences["fp64"] <= EQUAL_TOLERANCE
-        report["saved_activations_mb"] = saved_megabytes(row.candidates["fp32"])
-    if row.name == "rgb_ms_feedback" and row.mode == "two_pass":
-        report["pass1_s"] = pass1_seconds(row.model, row.batch, repeats, device)
-    if row.name == "rgb_ms_feedback" and row.mode == "previous_frame":
-        report["frame_chain"] = {variant: frame_chain_seconds(row.copies[variant], repeats, device, "bf16" in variant)
-                                 for variant in variants if variant in row.copies}
-    return report
 
 
 def pass1_seconds(model: nn.Module, batch: dict[str, Tensor], repeats: Repeats, device: torch.device) -> float:
