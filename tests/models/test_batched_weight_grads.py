@@ -100,6 +100,79 @@ def test_under_autocast_the_gradient_keeps_the_parameters_dtype() -> None:
             torch.testing.assert_close(got[name], grad, rtol=0.05, atol=0.05 * grad.abs().max().item(), msg=name)
 
 
+def test_a_backward_over_part_of_the_graph_leaves_nothing_for_the_next() -> None:
+    """torch.autograd.grad on `last`'s bias runs `last`'s tap but not its gather: the full backward
+    after it must gather its own pairs only; a retained graph's second backward gathers again."""
+    torch.manual_seed(0)
+    net, clip = _FrameNet().double(), torch.randn(2, 3, 3, 8, 8, dtype=torch.float64)
+    twin = copy.deepcopy(net)
+    sum((twin(frame, None) ** 2).sum() for frame in clip.unbind(1)).backward()
+    with batched_weight_grads(net):
+        loss = sum((net(frame, None) ** 2).sum() for frame in clip.unbind(1))
+    torch.autograd.grad(loss, [net.last.bias], retain_graph=True)
+    loss.backward(retain_graph=True)
+    expected = dict(twin.named_parameters())
+    for name, param in net.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param.grad, expected[name].grad, msg=name)
+    first = net.last.weight.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(net.last.weight.grad, 2 * first)
+
+
+def test_a_weight_called_with_two_geometries_gets_each_calls_gradient() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+
+    def loss() -> torch.Tensor:
+        strided = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1)
+        return (conv(x) ** 2).sum() + (strided ** 3).sum()
+
+    loss().backward()
+    expected = conv.weight.grad.clone()
+    conv.zero_grad(set_to_none=True)
+    with batched_weight_grads(conv):
+        out = loss()
+    out.backward()
+    torch.testing.assert_close(conv.weight.grad, expected)
+
+
+def test_outputs_may_be_changed_in_place_and_no_grad_calls_inside_pass_through() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    (conv(x).relu() * 3).sum().backward()
+    expected = conv.weight.grad.clone()
+    conv.zero_grad(set_to_none=True)
+    with batched_weight_grads(conv):
+        with torch.no_grad():
+            conv(x)  # must not leave a gradient-less token behind for the calls below
+        out = conv(x)
+        out.relu_()  # in place on the conv's output: fine on autograd's own, so on ours too
+    (out * 3).sum().backward()
+    torch.testing.assert_close(conv.weight.grad, expected)
+
+
+def test_nothing_outlives_the_graph_without_the_garbage_collector() -> None:
+    import gc
+    import weakref
+
+    net, clip = _FrameNet(), torch.randn(1, 2, 3, 8, 8)
+    gc.disable()
+    try:
+        with batched_weight_grads(net) as _, torch.enable_grad():
+            out = net(clip[:, 0], None)
+            mode = torch.overrides._get_current_function_mode()
+            kept = [weakref.ref(deferred) for deferred, _token in mode.deferred.values()]
+        assert kept and all(ref() is not None for ref in kept)
+        out.sum().backward()
+        del out, mode
+        assert all(ref() is None for ref in kept)
+    finally:
+        gc.enable()
+
+
 def test_without_grad_nothing_is_routed(monkeypatch: pytest.MonkeyPatch) -> None:
     net, clip = _FrameNet(), torch.randn(1, 2, 3, 8, 8)
     monkeypatch.setattr(deferral, "_Tap", None)  # any routed convolution would fail
