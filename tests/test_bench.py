@@ -19,7 +19,8 @@ from fpar.bench.reference import ReferenceStyle
 from fpar.bench.run import DEMO, SECTIONS, problems
 from fpar.bench.timing import Repeats, interleaved
 from fpar.bench.table import tables
-from fpar.bench.training import STAGES, feedback_costs
+import fpar.bench.training as training
+from fpar.bench.training import STAGES, Scale, feedback_costs, feedback_turns
 from fpar.cli import app
 from fpar.config import ModelConfig, load_recipe
 from fpar.data.datasets import DATASETS
@@ -58,35 +59,51 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert {r["method"] for r in report["cam"]["rows"]} == set(METHODS)
 
 
-def test_feedback_costs_give_every_variant_both_rows_timed() -> None:
-    """x rgb_ms per variant timed in both rows (bf16 + channels_last is what the demo trains in);
-    the reference and a variant one row lacks give no ratio, and the table prints a dash there."""
+def test_feedback_costs_divide_the_steps_timed_in_one_set_of_turns() -> None:
+    """x rgb_ms per variant from `feedback_turns` (the three steps in the same turns), not from the
+    rows of (c), timed apart; the floor adds the frame chain's extra forward to rgb_ms's step."""
     def row(model: str, mode: str | None, stage: str, step_s: dict, **extra: float) -> dict:
         return {"model": model, "feedback_mode": mode, "stage": stage, "scale": "s", "step_s": step_s,
                 "saved_activations_mb": 10.0, **extra}
 
     rows = [row("rgb", None, "stage1", {"reference": 1.0, "fp32": 1.0, "compile": 0.5}),
-            row("rgb_ms", None, "stage3_set", {"reference": 2.0, "fp32": 1.0, "bf16": 0.5, "bf16_channels_last": 0.4}),
-            row("rgb_ms_feedback", "two_pass", "stage3", {"reference": 3.0, "fp32": 1.5, "bf16": 0.8,
-                                                          "bf16_channels_last": 0.6}, pass1_s=0.3),
+            row("rgb_ms", None, "stage3_set", {"reference": 2.0, "fp32": 9.0, "bf16": 9.0}),
+            row("rgb_ms_feedback", "two_pass", "stage3", {"reference": 3.0, "fp32": 1.5, "bf16": 0.8}, pass1_s=0.3),
             row("rgb_ms_feedback", "previous_frame", "stage3", {"reference": 2.5, "fp32": 1.2, "bf16": 0.7},
                 frame_chain={"fp32": {"chain_s": 0.5, "batched_s": 0.4}, "bf16": {"chain_s": 0.3, "batched_s": 0.2},
                              "channels_last": {"chain_s": 0.3, "batched_s": 0.2}})]
-    costs = feedback_costs(rows)
+    turns = {"s": {"fp32": {"rgb_ms": 1.0, "two_pass": 1.5, "previous_frame": 1.2},
+                   "bf16": {"rgb_ms": 0.5, "two_pass": 0.8, "previous_frame": 0.7}}}
+    costs = feedback_costs(rows, turns)
     assert set(costs) == {"s/two_pass", "s/previous_frame"}
     two_pass, previous = costs["s/two_pass"], costs["s/previous_frame"]
-    assert {k for k in two_pass if k.startswith("ratio_")} == {"ratio_fp32", "ratio_bf16", "ratio_bf16_channels_last"}
-    assert two_pass["ratio_bf16_channels_last"] == pytest.approx(1.5) and two_pass["ratio_fp32"] == pytest.approx(1.5)
+    assert {k for k in two_pass if k.startswith("ratio_")} == {"ratio_fp32", "ratio_bf16"}
+    assert two_pass["ratio_fp32"] == pytest.approx(1.5) and two_pass["ratio_bf16"] == pytest.approx(1.6)
+    assert two_pass["step_s"]["bf16"] == {"rgb_ms": 0.5, "two_pass": 0.8}
     assert two_pass["pass1_share_fp32"] == pytest.approx(0.2)
-    assert {k for k in previous if k.startswith("ratio_")} == {"ratio_fp32", "ratio_bf16"}
-    # the floor: rgb_ms's step plus the frame chain's extra forward; none where rgb_ms has no such variant
+    assert previous["ratio_bf16"] == pytest.approx(1.4)
+    # the floor: rgb_ms's step plus the frame chain's extra forward; none where no turns were timed
     assert {k for k in previous if k.startswith("floor_")} == {"floor_fp32", "floor_bf16"}
     assert previous["floor_fp32"] == pytest.approx(1.1) and previous["floor_bf16"] == pytest.approx(1.2)
     assert not any(k.startswith("floor_") for k in two_pass)
     [table] = tables({"feedback": costs})
-    assert [c.header for c in table.columns][1:4] == ["x rgb_ms fp32", "x rgb_ms bf16", "x rgb_ms bf16_channels_last"]
-    assert list(table.columns[3].cells) == ["1.50", "-"]
+    assert [c.header for c in table.columns][1:3] == ["x rgb_ms fp32", "x rgb_ms bf16"]
     assert list(table.columns[2].cells) == ["1.60", "1.40 (>= 1.20)"]
+
+
+def test_feedback_turns_time_the_three_steps_of_each_variant_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    turns: list[list[str]] = []
+
+    def spy(candidates, repeats, sync):
+        turns.append(list(candidates))
+        return {key: 1.0 for key in candidates}
+
+    monkeypatch.setattr(training, "interleaved", spy)
+    torch.set_num_threads(1)
+    scale = Scale("tiny", image_size=64, frames=2, batch=1, mem_size=8)
+    timed = feedback_turns(scale, torch.device("cpu"), Repeats(0, 1), ("fp32", "bf16_channels_last", "compile"))
+    assert turns == [["rgb_ms", "two_pass", "previous_frame"]] * 2
+    assert set(timed) == {"fp32", "bf16_channels_last"}
 
 
 def test_problems_names_missing_sections_and_figures_that_are_not_positive() -> None:

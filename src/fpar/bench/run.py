@@ -23,7 +23,7 @@ from fpar.bench.cam import bench_cam
 from fpar.bench.loading import bench_loading, loader_wait
 from fpar.bench.preparation import bench_prepare
 from fpar.bench.timing import Repeats, load_average, machine, matmul_gflops
-from fpar.bench.training import VARIANTS, Scale, bench_inference, bench_training, feedback_costs
+from fpar.bench.training import VARIANTS, Scale, bench_inference, bench_training, feedback_costs, feedback_turns
 from fpar.errors import ConfigError
 from fpar.io.atomic import write_atomic
 
@@ -123,7 +123,8 @@ def _run(plan: Plan, dev: torch.device, quick: bool, only: tuple[str, ...], prog
             elif name == "training":
                 result["training"] = [row for scale in plan.scales
                                       for row in bench_training(scale, dev, plan.repeats, plan.variants)]
-                result["feedback"] = feedback_costs(result["training"])
+                turns = {scale.name: feedback_turns(scale, dev, plan.repeats, plan.variants) for scale in plan.scales}
+                result["feedback"] = feedback_costs(result["training"], turns)
             elif name == "inference":
                 matmul = {"fp32": matmul_gflops(dev, plan.matmul_size, plan.repeats),
                           "bf16": matmul_gflops(dev, plan.matmul_size, plan.repeats, torch.bfloat16)}

@@ -48,6 +48,7 @@ STAGES = [
     ("flow", "two_pass", "flow", ["all"]),
     ("two_stream", "two_pass", "joint", ["classifier", "rgb:lstm", "rgb:layer4_convs", "rgb:backbone_fc", "flow:layer4"]),
 ]
+FEEDBACK_STAGES = ("stage3_set", "stage3")  # rgb_ms's and the feedback model's rows `feedback_costs` compares
 VARIANTS = ("fp32", "bf16", "channels_last", "bf16_channels_last", "compile")
 EQUAL_TOLERANCE = 1e-9  # relative to the largest logit, fpar vs reference style in fp64 (`outputs_differ`)
 
@@ -140,6 +141,16 @@ def saved_megabytes(run: Callable[[], object]) -> float:
     return sum(seen.values()) / 2**20
 
 
+def variant_copy(cfg: ModelConfig, model: nn.Module, batch: dict[str, Tensor], variant: str,
+                 device: torch.device) -> tuple[nn.Module, dict[str, Tensor]]:
+    """A copy of `model` and `batch` laid out as `variant` trains them (channels_last as the trainer does)."""
+    twin = build_model(cfg).to(device)
+    twin.load_state_dict(model.state_dict())
+    if "channels_last" in variant:
+        return channels_last_model(twin), channels_last(batch)
+    return twin, batch
+
+
 def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variants: tuple[str, ...],
                    stages=STAGES) -> list[dict]:
     """Section (c) at one scale: a row per (model, stage) with each variant's step time."""
@@ -157,12 +168,7 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
         for variant in variants:
             if variant == "compile" and name != "rgb":
                 continue  # a compile costs minutes on a CPU: the `rgb` stages stand for the rest
-            twin = build_model(cfg).to(device)
-            twin.load_state_dict(model.state_dict())
-            inputs = batch
-            if "channels_last" in variant:  # as the trainer does
-                twin = channels_last_model(twin)
-                inputs = channels_last(batch)
+            twin, inputs = variant_copy(cfg, model, batch, variant, device)
             if variant == "compile":
                 torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
             forward = torch.compile(twin, dynamic=False) if variant == "compile" else twin
@@ -198,6 +204,28 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
                                   for variant in variants if variant in copies}
         rows.append(row)
     return rows
+
+
+def feedback_turns(scale: Scale, device: torch.device, repeats: Repeats, variants: tuple[str, ...]) -> dict:
+    """Per variant, `rgb_ms`'s stage 3 set and both feedback modes timed in one set of turns: the
+    steps `feedback_costs` divides. Their rows in (c) are timed in turns of their own, so a ratio
+    across rows also carried the machine's drift between them (0.1x and more in session 8's
+    runs); timing all eighteen steps of the three rows in one set of turns instead held 15 GB and
+    slowed the 224 steps threefold. So each variant's three steps share turns, three models at a time."""
+    out = {}
+    for variant in (v for v in variants if v != "compile"):
+        steps = {}
+        for name, mode, stage, trains in STAGES:
+            if stage not in FEEDBACK_STAGES:
+                continue
+            torch.manual_seed(0)  # the weights and batch of the row in (c)
+            cfg = model_config(name, mode, scale)
+            model = build_model(cfg).to(device)
+            twin, inputs = variant_copy(cfg, model, make_batch(cfg, scale.batch, device), variant, device)
+            steps[mode if name == "rgb_ms_feedback" else name] = step_function(
+                twin, twin, trains, inputs, device, bf16="bf16" in variant)
+        out[variant] = interleaved(steps, repeats, device_sync(device))
+    return out
 
 
 def pass1_seconds(model: nn.Module, batch: dict[str, Tensor], repeats: Repeats, device: torch.device) -> float:
@@ -248,27 +276,25 @@ def frame_chain_seconds(model_and_batch: tuple[nn.Module, dict[str, Tensor]], re
                         "batched_s": trunk_and_conv100(batched, [stem])}, repeats, device_sync(device))
 
 
-def feedback_costs(rows: list[dict]) -> dict:
-    """The feedback model's step against rgb_ms training the same parameters, per scale and variant."""
+def feedback_costs(rows: list[dict], turns: dict[str, dict[str, dict[str, float]]]) -> dict:
+    """The feedback model's step against rgb_ms training the same parameters, per scale and variant:
+    ratios of the steps timed in one set of turns (`turns`: scale -> `feedback_turns`), with the
+    rows' memory, pass-1 and frame-chain figures beside them."""
     out = {}
-    for scale in sorted({r["scale"] for r in rows}):
+    for scale, by_variant in sorted(turns.items()):
         at = {(r["model"], r["feedback_mode"], r["stage"]): r for r in rows if r["scale"] == scale}
-        base = at.get(("rgb_ms", None, "stage3_set"))
-        if base is None:
-            continue
+        base = at[("rgb_ms", None, "stage3_set")]
         for mode in ("two_pass", "previous_frame"):
-            row = at.get(("rgb_ms_feedback", mode, "stage3"))
-            if row is None:
-                continue
-            entry = {f"ratio_{v}": row["step_s"][v] / base["step_s"][v]
-                     for v in row["step_s"] if v != "reference" and v in base["step_s"]}
+            row = at[("rgb_ms_feedback", mode, "stage3")]
+            entry: dict = {"step_s": {v: {"rgb_ms": t["rgb_ms"], mode: t[mode]} for v, t in by_variant.items()}}
+            entry.update({f"ratio_{v}": t[mode] / t["rgb_ms"] for v, t in by_variant.items()})
             entry["saved_activations_mb"] = row["saved_activations_mb"]
             entry["rgb_ms_saved_activations_mb"] = base["saved_activations_mb"]
             if "pass1_s" in row:
                 entry["pass1_share_fp32"] = row["pass1_s"] / row["step_s"]["fp32"]
             for variant, chain in row.get("frame_chain", {}).items():
-                if variant in base["step_s"]:  # the least x rgb_ms an exact previous_frame can reach
-                    step = base["step_s"][variant]
+                if variant in by_variant:  # the least x rgb_ms an exact previous_frame can reach
+                    step = by_variant[variant]["rgb_ms"]
                     entry[f"floor_{variant}"] = (step + chain["chain_s"] - chain["batched_s"]) / step
             out[f"{scale}/{mode}"] = entry
     return out
