@@ -216,3 +216,24 @@ def test_previous_frame_stage3_gradients_equal_the_per_frame_ones(monkeypatch: p
             assert got[name] is None, name
         else:
             torch.testing.assert_close(got[name], grad, rtol=1e-10, atol=1e-10 * grad.abs().max().item(), msg=name)
+
+
+def test_under_torch_compile_nothing_is_routed_and_gradients_equal_eagers(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = small_config("rgb_ms_feedback", frames=2, feedback_mode="previous_frame")
+    torch.manual_seed(0)
+    model = build_model(cfg).double().eval()  # eval: dropout would make eager and compiled differ
+    with torch.no_grad():
+        for p in model.streams.rgb.feedback.parameters():
+            p.normal_(0, 0.1)
+    batch = make_batch(cfg)
+    batch["rgb"] = batch["rgb"].double()  # fp64: the compiled graph's own rounding stays far below a wrong gradient
+    twin = copy.deepcopy(model)
+    model(batch).logits.sum().backward()
+    gathered = _spy_gathers(monkeypatch)
+    torch._dynamo.reset()
+    torch.compile(twin, backend="aot_eager")(batch).logits.sum().backward()
+    assert gathered == []
+    expected = dict(model.named_parameters())
+    for name, param in twin.named_parameters():
+        if expected[name].grad is not None:
+            torch.testing.assert_close(param.grad, expected[name].grad, rtol=1e-9, atol=1e-9 * expected[name].grad.abs().max().item(), msg=name)
