@@ -74,8 +74,9 @@ def _feedback(result: dict) -> Table:
     variants = list(dict.fromkeys(k.removeprefix("ratio_") for e in result["feedback"].values() for k in e
                                   if k.startswith("ratio_")))
     feedback = Table("scale/mode", *[f"x rgb_ms {v}" for v in variants], "pass 1 share (fp32)", "saved MB (rgb_ms)",
-                     title="feedback model vs rgb_ms training the same parameters; (>= f): the floor of "
-                           "previous_frame's per-frame form (its frame chain's forward)")
+                     title="feedback model vs rgb_ms training the same parameters, each variant's three steps "
+                           "timed in one set of turns; (>= f): the floor of previous_frame's per-frame form "
+                           "(its frame chain's forward)")
     for key, e in result["feedback"].items():
         feedback.add_row(key, *[_with_floor(e, v) for v in variants], _f(e.get("pass1_share_fp32")),
                          f"{e['saved_activations_mb']:.0f} ({e['rgb_ms_saved_activations_mb']:.0f})")

@@ -210,7 +210,7 @@ def feedback_turns(scale: Scale, device: torch.device, repeats: Repeats, variant
     """Per variant, `rgb_ms`'s stage 3 set and both feedback modes timed in one set of turns: the
     steps `feedback_costs` divides. Their rows in (c) are timed in turns of their own, so a ratio
     across rows also carried the machine's drift between them (0.1x and more in session 8's
-    runs); timing all eighteen steps of the three rows in one set of turns instead held 15 GB and
+    runs); timing all fifteen steps of the three rows (the reference and four variants each) in one set of turns instead held 15 GB and
     slowed the 224 steps threefold. So each variant's three steps share turns, three models at a time."""
     out = {}
     for variant in (v for v in variants if v != "compile"):

@@ -13,8 +13,8 @@ Two choices of ours, where the reference does not fix them:
   statistics in train mode) but leaves their running statistics as they were: only the model's
   own pass, pass 2, counts as a batch (the recipes keep BN frozen anyway). `previous_frame` is
   sequential per frame by nature, so it loops over frames; the weight gradients of its small
-  convolutions (layer4, Conv100, the branch's first convs) are still computed once over all
-  frames (`models.batched_weight_grads`).
+  trained convolutions (in stage 3: layer4, Conv100, the branch's first convs) are nonetheless
+  computed once over all frames (`models.batched_weight_grads`).
 """
 
 from __future__ import annotations
