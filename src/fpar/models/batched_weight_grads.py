@@ -26,8 +26,8 @@ the concatenation cost time (conv1 and the feedback branch's last convs at 56x56
 carries no graph (`once_differentiable`).
 
 Measured on the build machine's CPU (stage 3 of `rgb_ms_feedback` previous_frame, x `rgb_ms`'s
-step, timed in turns): demo size bf16 + channels_last 1.34-1.39 -> 1.26-1.31, 224 1.26-1.31 -> 1.24; fp32 1.27 ->
-1.22 (demo) and 1.19 -> 1.18 (224).
+step, timed in turns): demo size bf16 + channels_last 1.34-1.39 -> 1.26-1.31, 224 1.26-1.31 ->
+1.24; fp32 1.27 -> 1.22 (demo) and 1.19 -> 1.18 (224).
 """
 
 from __future__ import annotations
