@@ -141,14 +141,11 @@ def saved_megabytes(run: Callable[[], object]) -> float:
     return sum(seen.values()) / 2**20
 
 
-def variant_copy(cfg: ModelConfig, model: nn.Module, batch: dict[str, Tensor], variant: str,
-                 device: torch.device) -> tuple[nn.Module, dict[str, Tensor]]:
-    """A copy of `model` and `batch` laid out as `variant` trains them (channels_last as the trainer does)."""
-    twin = build_model(cfg).to(device)
-    twin.load_state_dict(model.state_dict())
+def laid_out(model: nn.Module, batch: dict[str, Tensor], variant: str) -> tuple[nn.Module, dict[str, Tensor]]:
+    """`model` and `batch` laid out as `variant` trains them (channels_last as the trainer does)."""
     if "channels_last" in variant:
-        return channels_last_model(twin), channels_last(batch)
-    return twin, batch
+        return channels_last_model(model), channels_last(batch)
+    return model, batch
 
 
 def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variants: tuple[str, ...],
@@ -168,7 +165,9 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
         for variant in variants:
             if variant == "compile" and name != "rgb":
                 continue  # a compile costs minutes on a CPU: the `rgb` stages stand for the rest
-            twin, inputs = variant_copy(cfg, model, batch, variant, device)
+            twin = build_model(cfg).to(device)
+            twin.load_state_dict(model.state_dict())
+            twin, inputs = laid_out(twin, batch, variant)
             if variant == "compile":
                 torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
             forward = torch.compile(twin, dynamic=False) if variant == "compile" else twin
@@ -209,9 +208,10 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
 def feedback_turns(scale: Scale, device: torch.device, repeats: Repeats, variants: tuple[str, ...]) -> dict:
     """Per variant, `rgb_ms`'s stage 3 set and both feedback modes timed in one set of turns: the
     steps `feedback_costs` divides. Their rows in (c) are timed in turns of their own, so a ratio
-    across rows also carried the machine's drift between them (0.1x and more in session 8's
-    runs); timing all fifteen steps of the three rows (the reference and four variants each) in one set of turns instead held 15 GB and
-    slowed the 224 steps threefold. So each variant's three steps share turns, three models at a time."""
+    across rows also carried the machine's drift between them; timing all fifteen steps of the
+    three rows (the reference and four variants each) in one set of turns instead held 15 GB and
+    slowed the 224 steps threefold. So each variant's three steps share turns, three models at a
+    time."""
     out = {}
     for variant in (v for v in variants if v != "compile"):
         steps = {}
@@ -221,9 +221,9 @@ def feedback_turns(scale: Scale, device: torch.device, repeats: Repeats, variant
             torch.manual_seed(0)  # the weights and batch of the row in (c)
             cfg = model_config(name, mode, scale)
             model = build_model(cfg).to(device)
-            twin, inputs = variant_copy(cfg, model, make_batch(cfg, scale.batch, device), variant, device)
+            model, inputs = laid_out(model, make_batch(cfg, scale.batch, device), variant)
             steps[mode if name == "rgb_ms_feedback" else name] = step_function(
-                twin, twin, trains, inputs, device, bf16="bf16" in variant)
+                model, model, trains, inputs, device, bf16="bf16" in variant)
         out[variant] = interleaved(steps, repeats, device_sync(device))
     return out
 
