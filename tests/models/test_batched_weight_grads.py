@@ -56,7 +56,7 @@ def _spy_gathers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     weight_grad = deferral._Deferred.weight_grad
 
     def spy(self: deferral._Deferred) -> torch.Tensor:
-        gathered.append(tuple(self.weight.shape))
+        gathered.append(tuple(self.compute_weight.shape))
         return weight_grad(self)
 
     monkeypatch.setattr(deferral._Deferred, "weight_grad", spy)

@@ -55,7 +55,6 @@ class _Deferred:
     """One trained conv weight at one geometry, in the dtype it computes in, and the (input, output
     gradient) pairs its taps recorded, per backward pass (autograd's graph task)."""
 
-    weight: nn.Parameter
     compute_weight: Tensor
     geometry: Geometry
     pairs: dict[int, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
@@ -76,7 +75,7 @@ class _Deferred:
         _, weight_grad, _ = torch.ops.aten.convolution_backward(
             grad, torch.cat(inputs).to(grad.dtype), weight, None,
             list(stride), list(padding), list(dilation), False, [0, 0], groups, [False, True, False])
-        return weight_grad.to(self.weight.dtype)
+        return weight_grad  # in the compute dtype: autograd casts it to the parameter's, as for its own casts
 
 
 class _Gather(torch.autograd.Function):
@@ -155,7 +154,7 @@ class _DeferConvWeightGrads(TorchFunctionMode):
             return func(*args, **kwargs)
         key = (id(weight), geometry, tuple(x.shape[1:]))
         if key not in self.deferred:
-            deferred = _Deferred(weight, weight.detach().to(_compute_dtype(weight)), geometry)
+            deferred = _Deferred(weight.detach().to(_compute_dtype(weight)), geometry)
             self.deferred[key] = deferred, _Gather.apply(weight, deferred)
         deferred, token = self.deferred[key]
         output = func(x, deferred.compute_weight, bias, stride, padding, dilation, groups)
