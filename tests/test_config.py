@@ -133,3 +133,13 @@ def test_a_bad_stage_override_names_the_override(tmp_path: Path, item: str, frag
     path.write_text("stages:\n  - name: s1\n  - name: s2\n")
     with pytest.raises(ConfigError, match=rf"^override '{re.escape(item)}': .*{fragment}"):
         load_recipe(path, [item])
+
+
+def test_on_and_off_stay_words_in_a_file_and_in_overrides(tmp_path: Path) -> None:
+    """YAML 1.1 reads on/off as booleans, which a str option would get as "True"/"False"."""
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  frame_cache: off\ntrain:\n  cuda_graphs: on\n")
+    recipe = load_recipe(path)
+    assert (recipe.data.frame_cache, recipe.train.cuda_graphs, recipe.train.amp) == ("off", "on", "off")
+    recipe = load_recipe(path, ["train.amp=off", "train.cuda_graphs=off", "data.frame_cache=on"])
+    assert (recipe.data.frame_cache, recipe.train.cuda_graphs, recipe.train.amp) == ("on", "off", "off")

@@ -28,6 +28,12 @@ MAX_DEFAULT_WORKERS = 8
 # a run continued on another machine, or under another torchrun size, would otherwise be refused.
 MACHINE_KEYS = frozenset({"data.workers", "data.frame_cache"})
 
+# Options whose values include "on" or "off". YAML 1.1, which recipes and overrides are read as,
+# takes on/off (and yes/no) for booleans, and OmegaConf then writes a bool into a str field as
+# "True"/"False": `train.amp=off` arrived as "False" and `data.frame_cache=off` as a cache folder
+# named False. `load_recipe` turns those back.
+SWITCH_KEYS = ("data.frame_cache", "train.amp", "train.cuda_graphs")
+
 
 def default_workers() -> int:
     """`data.workers` when a recipe does not set it: the cores this process may use, shared among the
@@ -138,6 +144,9 @@ class TrainConfig:
     # (docs/bench.md, (c)); logits equal within float tolerance.
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (the weights stay those of the plain module)
+    # replay each training step from a CUDA graph (fpar.train.cuda_graphs): "auto" wherever it can (a GPU, one
+    # process, no compile, no fp16), "on" (an error where it cannot) or "off"; 3-8x faster steps on an H100
+    cuda_graphs: str = "auto"
 
 
 @dataclass
@@ -218,6 +227,11 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
                 f"set it once, as data.{key}"
             )
         setattr(recipe.model, key, data_value)
+    for key in SWITCH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        if value in ("True", "False"):
+            setattr(getattr(recipe, section), name, "on" if value == "True" else "off")
     return recipe
 
 

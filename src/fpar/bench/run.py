@@ -23,7 +23,7 @@ from fpar.bench.cam import bench_cam
 from fpar.bench.loading import bench_loading, loader_wait
 from fpar.bench.preparation import bench_prepare
 from fpar.bench.timing import Repeats, load_average, machine, matmul_gflops
-from fpar.bench.training import VARIANTS, Scale, bench_inference, bench_training, feedback_costs, feedback_turns
+from fpar.bench.training import CUDA_VARIANTS, VARIANTS, Scale, bench_inference, bench_training, feedback_costs, feedback_turns
 from fpar.errors import ConfigError
 from fpar.io.atomic import write_atomic
 
@@ -84,6 +84,8 @@ def run_bench(device: str = "cpu", quick: bool = False, threads: int | None = No
     timed `repeats` times after its warm-up (None: the plan's); `progress` hears each section's
     name as it starts."""
     plan, dev = (QUICK if quick else FULL), pick_device(device)
+    if dev.type == "cuda":
+        plan = replace(plan, variants=plan.variants + CUDA_VARIANTS)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: expected at least 1")
     if repeats is not None:

@@ -31,6 +31,7 @@ from fpar.config import ModelConfig, StageConfig
 from fpar.errors import one_line
 from fpar.models.memory_format import channels_last_input, channels_last_model
 from fpar.models.registry import build_model
+from fpar.train.cuda_graphs import GraphedStep
 from fpar.train.losses import compute_losses
 from fpar.train.stages import freeze_all_but, make_optimizer, select, set_modes
 
@@ -50,6 +51,8 @@ STAGES = [
 ]
 FEEDBACK_STAGES = ("stage3_set", "stage3")  # rgb_ms's and the feedback model's rows `feedback_costs` compares
 VARIANTS = ("fp32", "bf16", "channels_last", "bf16_channels_last", "compile")
+# on a GPU also: whole steps replayed from a CUDA graph (`train.cuda_graphs`), fp32, NCHW and channels_last
+CUDA_VARIANTS = ("cuda_graphs", "channels_last_cuda_graphs")
 EQUAL_TOLERANCE = 1e-9  # relative to the largest logit, fpar vs reference style in fp64 (`outputs_differ`)
 
 
@@ -85,22 +88,27 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def step_function(forward: Callable, model: nn.Module, trains: list[str], batch: dict[str, Tensor],
-                  device: torch.device, bf16: bool = False) -> Callable[..., None]:
+                  device: torch.device, bf16: bool = False, graphed: bool = False) -> Callable[..., object]:
     """One training step of `forward` (the model, compiled or reference-style) on `batch`, or on
-    the batch it is called with."""
+    the batch it is called with; `graphed`: replayed from a CUDA graph as the trainer does it
+    (`train.cuda_graphs`, fp32 only here)."""
     trained = select(model, trains, "bench")
     freeze_all_but(model, set(trained))
     optimizer = make_optimizer(model, StageConfig(name="bench", trains=trains, lr=1e-6), {n: 1e-6 for n in trained})
 
-    def step(inputs: dict[str, Tensor] = batch) -> None:
+    def step(inputs: dict[str, Tensor] = batch) -> Tensor:
         set_modes(model, set(trained), "eval")
         with autocast(device, bf16):
             losses = compute_losses(forward(inputs), inputs, alpha=1.0)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         optimizer.step()
+        return losses.total
 
-    return step
+    if not graphed:
+        return step
+    replayed = GraphedStep(step, optimizer, model)
+    return lambda inputs=batch: replayed(inputs)
 
 
 def channels_last(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -171,8 +179,9 @@ def bench_training(scale: Scale, device: torch.device, repeats: Repeats, variant
             if variant == "compile":
                 torch._dynamo.reset()  # model code is shared across sizes: no dynamic-shape recompiles
             forward = torch.compile(twin, dynamic=False) if variant == "compile" else twin
-            candidates[variant] = step_function(forward, twin, trains, inputs, device, bf16="bf16" in variant)
-            if variant != "compile":
+            candidates[variant] = step_function(forward, twin, trains, inputs, device, bf16="bf16" in variant,
+                                                graphed="cuda_graphs" in variant)
+            if variant != "compile" and "cuda_graphs" not in variant:  # the frame chain's floor is eager's
                 copies[variant] = (twin, inputs)
         try:
             seconds = interleaved(candidates, repeats, device_sync(device))
@@ -223,7 +232,7 @@ def feedback_turns(scale: Scale, device: torch.device, repeats: Repeats, variant
             model = build_model(cfg).to(device)
             model, inputs = laid_out(model, make_batch(cfg, scale.batch, device), variant)
             steps[mode if name == "rgb_ms_feedback" else name] = step_function(
-                model, model, trains, inputs, device, bf16="bf16" in variant)
+                model, model, trains, inputs, device, bf16="bf16" in variant, graphed="cuda_graphs" in variant)
         out[variant] = interleaved(steps, repeats, device_sync(device))
     return out
 

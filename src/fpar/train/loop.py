@@ -55,9 +55,10 @@ from fpar.models.checkpoints import CheckpointMeta, read_checkpoint, save_checkp
 from fpar.models.memory_format import channels_last_input, channels_last_model
 from fpar.models.safe_load import load_weights_only
 from fpar.train.batches import Pass, RunBatches
+from fpar.train.cuda_graphs import GraphedStep, use_cuda_graphs
 from fpar.train.distributed import Processes
 from fpar.train.init_from import load_source
-from fpar.train.losses import compute_losses
+from fpar.train.losses import Losses, compute_losses
 from fpar.train.rundir import METRICS_COLUMNS, RunDir
 from fpar.train.stages import (freeze_all_but, load_optimizer_state, make_optimizer, make_scheduler, set_modes,
                                trained_lrs)
@@ -73,12 +74,14 @@ EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
-    """train.device ("auto": CUDA when present), checked together with train.amp."""
+    """train.device ("auto": CUDA when present), checked together with train.amp and
+    train.cuda_graphs (for one process; the trainer checks again with its count)."""
     device = resolve_device(cfg.device, "train.device")
     if cfg.amp not in AMP_MODES:
         raise ConfigError(f"train.amp {cfg.amp!r}: expected one of {', '.join(AMP_MODES)}")
     if cfg.amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp fp16 needs a CUDA device; use bf16 on the CPU")
+    use_cuda_graphs(cfg, device, processes=1)
     return device
 
 
@@ -161,6 +164,7 @@ class Trainer:
         normalization = {k: NORMALIZATION[k] for k in needs if k in NORMALIZATION}
         self.meta = CheckpointMeta(recipe.model, plan.classes, normalization)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
+        self.graphs = use_cuda_graphs(self.cfg, self.device, processes.world_size)
         self.rows: list[dict[str, Any]] = []
         self.best = -1.0
         self.writer: Any = None  # TensorBoard, opened by `run` on the main process
@@ -237,9 +241,11 @@ class Trainer:
             load_optimizer_state(self.optimizer, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
+        self.train_step = GraphedStep(self._train_step, self.optimizer, self.model) if self.graphs else self._train_step
         count = sum(p.numel() for n, p in self.model.named_parameters() if n in self.trained)
         self.console.print(f"stage {stage.name}: {stage.epochs} epoch(s), {stage.optimizer} lr {stage.lr:g}, "
-                           f"trains {len(self.trained)} tensors ({count:,} parameters), BN {stage.bn}", highlight=False)
+                           f"trains {len(self.trained)} tensors ({count:,} parameters), BN {stage.bn}"
+                           f"{', steps replayed from a CUDA graph' if self.graphs else ''}", highlight=False)
 
     def _epoch(self, index: int, epoch: int) -> dict[str, Any]:
         stage = self.stages[index]
@@ -276,31 +282,44 @@ class Trainer:
         """One pass over the `which` ("train" or "val") part: mean losses and accuracy (summed over
         processes)."""
         count, batches = self.batches.take(Pass(which, seed))
-        forward = self.train_forward if train else self.forward
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)  # loss, cls, ms, correct, count
         has_ms = False
-        amp = AMP_MODES[self.cfg.amp]
         bar = tqdm(batches, total=count, desc=desc, leave=train, disable=not self.processes.is_main, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             batch = to_device(batch, self.device, self.cfg.channels_last)
-            with torch.set_grad_enabled(train), (torch.autocast(self.device.type, dtype=amp) if amp else nullcontext()):
-                output = forward(batch)
-                losses = compute_losses(output, batch, self.cfg.alpha)
             if train:
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(losses.total).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                logits, losses = self.train_step(batch)
+            else:
+                with torch.no_grad(), self._autocast():
+                    output = self.forward(batch)
+                    logits, losses = output.logits, compute_losses(output, batch, self.cfg.alpha)
             n = batch["label"].numel()
             has_ms = losses.ms is not None
             ms = losses.ms.detach() if has_ms else torch.zeros((), device=self.device)
-            correct = (output.logits.argmax(1) == batch["label"]).sum()
+            correct = (logits.argmax(1) == batch["label"]).sum()
             sums += torch.stack([losses.total.detach() * n, losses.cls.detach() * n, ms * n, correct, torch.tensor(n)
                                  .to(self.device)]).double()
             if step % 10 == 0 or step == count - 1:
                 bar.set_postfix(loss=f"{sums[0] / sums[4]:.4f}", acc=f"{sums[3] / sums[4]:.3f}")
         loss, cls, ms, correct, count = self.processes.sum(sums).tolist()
         return {"loss": loss / count, "cls": cls / count, "ms": ms / count if has_ms else "", "acc": correct / count}
+
+    def _autocast(self) -> Any:
+        """train.amp's autocast; without its weight-cast cache under CUDA graphs, whose capture
+        must not keep tensors cached from outside it."""
+        amp = AMP_MODES[self.cfg.amp]
+        return torch.autocast(self.device.type, dtype=amp, cache_enabled=not self.graphs) if amp else nullcontext()
+
+    def _train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Losses]:
+        """One optimizer step on `batch`: the logits and losses (what `GraphedStep` captures)."""
+        with self._autocast():
+            output = self.train_forward(batch)
+            losses = compute_losses(output, batch, self.cfg.alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return output.logits, losses
 
     # ---- files --------------------------------------------------------------------------------
     def _save(self, index: int, row: dict[str, Any]) -> None:
