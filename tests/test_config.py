@@ -142,4 +142,5 @@ def test_on_and_off_stay_words_in_a_file_and_in_overrides(tmp_path: Path) -> Non
     recipe = load_recipe(path)
     assert (recipe.data.frame_cache, recipe.train.cuda_graphs, recipe.train.amp) == ("off", "on", "off")
     recipe = load_recipe(path, ["train.amp=off", "train.cuda_graphs=off", "data.frame_cache=on"])
-    assert (recipe.data.frame_cache, recipe.train.cuda_graphs, recipe.train.amp) == ("on", "off", "off")
+    assert (recipe.data.frame_cache, recipe.train.cuda_graphs, recipe.train.amp) == ("auto", "off", "off")
+    assert load_recipe(None, ["train.amp=on"]).train.amp == "on"  # not a mode: pick_device names the choices

@@ -239,44 +239,13 @@ def test_under_torch_compile_nothing_is_routed_and_gradients_equal_eagers(monkey
             torch.testing.assert_close(param.grad, expected[name].grad, rtol=1e-9, atol=1e-9 * expected[name].grad.abs().max().item(), msg=name)
 
 
-def test_on_a_gpu_the_deferral_acts_only_while_a_cuda_graph_is_captured(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eager on a GPU the mode's Python costs more than it saves (module doc); captured it runs once."""
-    assert deferral.deferral_pays(torch.device("cpu"))
-    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-    assert not deferral.deferral_pays(torch.device("cuda", 0))
-    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
-    assert deferral.deferral_pays(torch.device("cuda", 0))
-
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
-def test_on_a_gpu_eager_steps_keep_autograds_gradients_and_captured_steps_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_on_a_gpu_nothing_is_deferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager on a GPU the mode's Python costs more than it saves (module doc)."""
     torch.manual_seed(0)
-    net = _FrameNet().to("cuda", torch.float64)  # fp64: no TF32, so the graph's and eager's gradients agree closely
+    net = _FrameNet().to("cuda", torch.float64)
     clip = torch.randn(2, 3, 3, 8, 8, device="cuda", dtype=torch.float64)
     gathered = _spy_gathers(monkeypatch)
-    _chained(net, clip, defer=True)
-    assert gathered == []
-    static = clip.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        _chained(net, static, defer=True)
-    torch.cuda.current_stream().wait_stream(side)
-    net.zero_grad(set_to_none=True)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs, state = [], None
-        with batched_weight_grads(net):
-            for frame in static.unbind(1):
-                out = net(frame, state)
-                state = F.interpolate(out.detach().mean(1, keepdim=True), size=frame.shape[-2:]).expand_as(frame)
-                outputs.append(out)
-        (torch.stack(outputs, 1) ** 2).sum().backward()
-    assert sorted(gathered) == sorted([(8, 3, 3, 3), (8, 4, 3, 3), (4, 8, 1, 1)])
-    fresh = torch.randn_like(clip)
-    static.copy_(fresh)
-    graph.replay()
-    expected = _chained(copy.deepcopy(net), fresh, defer=False)
-    for name, param in net.named_parameters():
-        if expected[name] is not None:
-            torch.testing.assert_close(param.grad, expected[name], rtol=1e-10, atol=1e-10, msg=name)
+    got = _chained(net, clip, defer=True)
+    assert gathered == [] and got["a.weight"] is not None

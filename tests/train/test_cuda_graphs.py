@@ -59,9 +59,9 @@ class _Net(nn.Module):
 
 @needs_cuda
 def test_replayed_steps_train_as_eager_steps_do() -> None:
-    """Nine full batches with an LR change after the fourth (a new capture), then a smaller last
-    batch (eager): the weights and losses equal an eager twin's (fp64: no TF32)."""
-    torch.manual_seed(0)
+    """Full batches with a smaller one among them (eager, replays after it), an LR change and then a
+    switch of BatchNorm to eval mode (each a new capture): the weights, BN statistics and losses
+    equal an eager twin's (fp64: no TF32)."""
     stage = StageConfig(name="s", trains=["all"], lr=0.05, milestones=[1], gamma=0.1)
     nets, optimizers, schedulers = [], [], []
     for _ in range(2):
@@ -80,31 +80,38 @@ def test_replayed_steps_train_as_eager_steps_do() -> None:
         return step
 
     eager, graphed = step_of(nets[0], optimizers[0]), GraphedStep(step_of(nets[1], optimizers[1]), optimizers[1], nets[1])
-    sizes = [6] * 9 + [3]
-    for index, size in enumerate(sizes):
+    captured = []
+    for index, size in enumerate([6, 6, 6, 3, 6, 6, 6, 6, 6, 6, 6]):
         batch = {"x": torch.randn(size, 3, 8, 8, device=CUDA, dtype=torch.float64),
                  "y": torch.randint(0, 4, (size,), device=CUDA)}
         expected, got = eager(batch).item(), graphed(batch).item()
         assert math.isclose(got, expected, rel_tol=1e-10), index
-        if index == 3:
+        captured.append(graphed.captures)
+        if index == 5:
             for scheduler in schedulers:
                 scheduler.step()
-    assert graphed.captures == 2  # the first LR, then the one after the milestone
+        if index == 7:
+            for net in nets:
+                net.bn.eval()
+    assert captured == [0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3]  # warm-up; first capture; the LR's; BN eval's
+    assert not any(group["capturable"] for group in optimizers[1].param_groups)  # set for a capture only
     for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=name)
 
 
 @needs_cuda
 def test_training_on_a_gpu_replays_the_steps_end_to_end(prepared_root: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """The feedback model in previous_frame mode (deferred weight gradients inside the capture),
-    two epochs with an LR step between them: the run completes with finite metrics and its steps
-    were replayed."""
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feedback model in previous_frame mode, two epochs with an LR step between them: the run
+    completes with finite metrics, and its steps were replayed from a graph of each LR."""
+    captures = []
+    capture = GraphedStep._capture
+    monkeypatch.setattr(GraphedStep, "_capture", lambda self, *args: (captures.append(1), capture(self, *args)))
     recipe = write_recipe(tmp_path, "rgb_ms_feedback", [stage_yaml(
         "s3", ["lstm", "classifier", "layer4_convs", "ms_head", "feedback"], 2, "    milestones: [1]\n")])
     train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", "train.device=cuda",
                                      "train.cuda_graphs=on", "model.feedback_mode=previous_frame"])
-    assert "steps replayed from a CUDA graph" in capsys.readouterr().out
+    assert len(captures) == 2
     with (tmp_path / "run" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and all(math.isfinite(float(r[k])) for r in rows for k in ("train_loss", "val_loss"))

@@ -25,11 +25,11 @@ the concatenation cost time (conv1 and the feedback branch's last convs at 56x56
 (the compiled graph is left to the compiler). Not for double backward: the gathered gradient
 carries no graph (`once_differentiable`).
 
-On a GPU the deferral acts only while a CUDA graph is being captured (`train.cuda_graphs`). Eager,
-a GPU step at these batch sizes waits on kernel launches, not arithmetic, and the mode's Python
-per conv call cost more than the batched gradient saved: previous_frame's step took 130 ms with
-it and 104 without (H100, demo size, fp32). Captured, that Python runs once and the replay keeps
-only the kernels: 24.5 ms with it against 26.1 without (16.4 against 17.0 with channels_last).
+Not on a GPU. Eager, a GPU step at these batch sizes waits on kernel launches, not arithmetic,
+and the mode's Python per conv call cost more than the batched gradient saved: previous_frame's
+step took 130 ms with it and 104 without (H100, demo size, fp32, in turns). Replayed from a CUDA
+graph (`train.cuda_graphs`) it gained 4-6% (24.5 against 26.1 ms), but the warm-up step before a
+capture would then run other code than the capture; not worth that.
 
 Measured on the build machine's CPU (stage 3 of `rgb_ms_feedback` previous_frame, x `rgb_ms`'s
 step, timed in turns): demo size bf16 + channels_last 1.34-1.39 -> 1.26-1.31, 224 1.26-1.31 ->
@@ -167,20 +167,14 @@ class _DeferConvWeightGrads(TorchFunctionMode):
         return _Tap.apply(output, token, x.detach(), deferred)
 
 
-def deferral_pays(device: torch.device) -> bool:
-    """Whether deferring pays on `device`: on a CPU always, on a GPU only while a CUDA graph is
-    captured (module doc: eager there the per-call Python costs more than it saves)."""
-    return device.type != "cuda" or torch.cuda.is_current_stream_capturing()
-
-
 @contextmanager
 def batched_weight_grads(module: nn.Module) -> Iterator[None]:
     """Within the block, the weight gradients of `module`'s small trained convolutions are computed
     once over all their calls, when the backward pass reaches them (module doc). Nothing changes
-    without grad, under `torch.compile`, or on a GPU outside graph capture (`deferral_pays`)."""
+    without grad, under `torch.compile`, or on a GPU (module doc)."""
     parameter = next(module.parameters(), None)
     if (not torch.is_grad_enabled() or torch.compiler.is_compiling()
-            or (parameter is not None and not deferral_pays(parameter.device))):
+            or (parameter is not None and parameter.device.type == "cuda")):
         yield
         return
     trained = {id(m.weight) for m in module.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad}

@@ -6,17 +6,16 @@ channels_last) its eager step took 128 ms at the demo size, replayed from a grap
 step 26 -> 6 ms, two_pass 31 -> 9 ms (docs/bench.md, "GPU").
 
 How: PyTorch's whole-network capture. The first step runs eagerly on a side stream (lazy
-initialisation: cuDNN handles, the optimizer's moments); the second is captured (forward, losses,
-backward and optimizer step, into fixed input tensors) and replayed, and each later step copies
-its batch into those tensors and replays. Every step trains exactly once: the captured step is
-replayed for the batch it was captured on.
+initialisation: cuDNN handles, the optimizer's moments); the next batch of the same shapes is
+captured (forward, losses, backward and optimizer step, into fixed input tensors) and replayed,
+and each later one copies its batch into those tensors and replays. Every step trains exactly
+once: the captured step is replayed for the batch it was captured on.
 
 What a capture freezes, and so what makes a new one: the batch's shapes, dtypes and strides; the
 learning rates (the optimizer's kernels take them as numbers, and the scheduler changes them
 between epochs); the modules' train/eval flags (dropout, BatchNorm). A change of LR or modes
-recaptures; a batch of other shapes (an epoch's last, smaller batch) runs eagerly. Gradients are
-set to None before the capture, so the captured backward writes them rather than adding to them.
-The capture checks only its own thread: the loader's pin-memory thread goes on allocating meanwhile.
+recaptures; a batch of other shapes (an epoch's last, smaller batch) runs eagerly. The capture
+checks only its own thread: the loader's pin-memory thread goes on allocating meanwhile.
 
 Where it cannot be used (`use_cuda_graphs`): off a GPU; with fp16's GradScaler, which reads the
 GPU every step to skip overflowing ones; with torch.compile (whose `reduce-overhead` mode graphs
@@ -27,7 +26,8 @@ eager one (nor is any GPU run to another: cuDNN's kernels are not deterministic 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -58,32 +58,31 @@ def use_cuda_graphs(cfg: TrainConfig, device: torch.device, processes: int) -> b
 
 class GraphedStep(Generic[Out]):
     """`step(batch)` (forward, losses, backward, optimizer step; returns tensors) replayed from a
-    CUDA graph (module doc). Call it as `step`; read its outputs before the next call, which
-    overwrites them."""
+    CUDA graph (module doc). `step` must set the gradients to None before its backward
+    (`zero_grad(set_to_none=True)`, as the trainer's does): the captured backward then writes
+    them rather than adding to them. Call it as `step`; read its outputs before the next call,
+    which overwrites them."""
 
     def __init__(self, step: Callable[[dict[str, Any]], Out], optimizer: torch.optim.Optimizer,
                  model: nn.Module) -> None:
         self.step, self.optimizer, self.model = step, optimizer, model
-        for group in optimizer.param_groups:
-            if "capturable" in optimizer.defaults:  # Adam's step count then lives on the GPU
-                group["capturable"] = True
-        self.warmed = False
+        self.shapes: tuple | None = None  # the warm-up batch's, which every capture is made for
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.shapes: tuple = ()
         self.frozen: tuple = ()  # learning rates and module modes the graph was captured with
         self.inputs: dict[str, Tensor] = {}
         self.outputs: Any = None
-        self.captures = 0  # how many graphs were made (tests, logs)
+        self.captures = 0  # how many graphs were made (tests)
 
     def __call__(self, batch: dict[str, Any]) -> Out:
-        if not self.warmed:
-            self.warmed = True
+        shapes = _shapes(batch)
+        if self.shapes is None:
+            self.shapes = shapes
             return self._on_side_stream(batch)
-        shapes, frozen = _shapes(batch), self._frozen()
-        if self.graph is not None and shapes != self.shapes:
-            return self.step(batch)  # another shape (the last batch): not worth a graph of its own
+        if shapes != self.shapes:
+            return self.step(batch)  # another shape (an epoch's smaller last batch): not worth a graph
+        frozen = self._frozen()
         if self.graph is None or frozen != self.frozen:
-            self._capture(batch, shapes, frozen)
+            self._capture(batch, frozen)
         else:
             for key, tensor in self.inputs.items():
                 tensor.copy_(batch[key], non_blocking=True)
@@ -102,15 +101,32 @@ class GraphedStep(Generic[Out]):
         torch.cuda.current_stream().wait_stream(side)
         return out
 
-    def _capture(self, batch: dict[str, Any], shapes: tuple, frozen: tuple) -> None:
+    def _capture(self, batch: dict[str, Any], frozen: tuple) -> None:
         self.graph = self.outputs = None  # the old graph's memory goes back before the new one takes its own
         self.inputs = {key: value.clone() for key, value in batch.items() if isinstance(value, Tensor)}
-        self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # the loader's pinning thread runs on
-            self.outputs = self.step({**batch, **self.inputs})
-        self.graph, self.shapes, self.frozen = graph, shapes, frozen
+        with _capturable(self.optimizer), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self.outputs = self.step({**batch, **self.inputs})  # thread_local: the loader's pinning thread runs on
+        self.graph, self.frozen = graph, frozen
         self.captures += 1
+
+
+@contextmanager
+def _capturable(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Adam's step() refuses a capture unless its groups say `capturable`, and warns when they say
+    so outside one. A check in Python alone (the fused kernel is the same either way), so the flag
+    is set for the capture only, and state.pt never holds it."""
+    if "capturable" not in optimizer.defaults:  # SGD has no such check
+        yield
+        return
+    before = [group["capturable"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+    try:
+        yield
+    finally:
+        for group, value in zip(optimizer.param_groups, before):
+            group["capturable"] = value
 
 
 def _shapes(batch: dict[str, Any]) -> tuple:

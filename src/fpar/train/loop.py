@@ -304,15 +304,15 @@ class Trainer:
         loss, cls, ms, correct, count = self.processes.sum(sums).tolist()
         return {"loss": loss / count, "cls": cls / count, "ms": ms / count if has_ms else "", "acc": correct / count}
 
-    def _autocast(self) -> Any:
-        """train.amp's autocast; without its weight-cast cache under CUDA graphs, whose capture
-        must not keep tensors cached from outside it."""
+    def _autocast(self, cache: bool = True) -> Any:
+        """train.amp's autocast; `cache`: keep its casts of the weights for the block (PyTorch's
+        notes on CUDA graphs ask for it off in a captured step)."""
         amp = AMP_MODES[self.cfg.amp]
-        return torch.autocast(self.device.type, dtype=amp, cache_enabled=not self.graphs) if amp else nullcontext()
+        return torch.autocast(self.device.type, dtype=amp, cache_enabled=cache) if amp else nullcontext()
 
     def _train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Losses]:
         """One optimizer step on `batch`: the logits and losses (what `GraphedStep` captures)."""
-        with self._autocast():
+        with self._autocast(cache=not self.graphs):
             output = self.train_forward(batch)
             losses = compute_losses(output, batch, self.cfg.alpha)
         self.optimizer.zero_grad(set_to_none=True)

@@ -31,6 +31,7 @@ from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
 from fpar.train.init_from import Source, read_source, source_path
 from fpar.train.distributed import Processes, from_environment
+from fpar.train.cuda_graphs import use_cuda_graphs
 from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_optimizer, check_stage, trained_lrs
@@ -176,6 +177,7 @@ def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False,
     """Claim `out` for `plan`, then train (or continue) it; `on_epoch` sees each committed epoch."""
     run = RunDir(out)
     processes.batch_size(plan.recipe.data.batch_size)  # refused before the run dir is written
+    use_cuda_graphs(plan.recipe.train, pick_device(plan.recipe.train), processes.world_size)  # so is this
     if processes.is_main:
         exists = claim_dir(run, plan.recipe)
         if must_exist and not exists:
