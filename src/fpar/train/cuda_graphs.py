@@ -2,8 +2,8 @@
 
 Why: at the recipes' batch sizes a GPU training step waits on kernel launches, not on arithmetic.
 previous_frame is the extreme case, its backbone run once per frame: on an H100 (session 9, fp32,
-channels_last) its eager step took 128 ms at the demo size, replayed from a graph 16 ms; rgb_ms's
-step 26 -> 6 ms, two_pass 31 -> 9 ms (docs/bench.md, "GPU").
+channels_last, in turns) its eager step took 98 ms at the demo size, replayed from a graph 17 ms;
+rgb_ms's step 26 -> 6 ms, two_pass 31 -> 9 ms (docs/bench.md, "GPU").
 
 How: PyTorch's whole-network capture. The first step runs eagerly on a side stream (lazy
 initialisation: cuDNN handles, the optimizer's moments); the next batch of the same shapes is
