@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,68 @@ def test_a_recipe_asking_for_graphs_on_a_cpu_is_refused_before_anything_is_writt
         train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", "train.device=cpu",
                                          "train.cuda_graphs=on"])
     assert not (tmp_path / "run").exists()
+
+
+class _FakeCuda:
+    """Stand-ins for torch.cuda's graph and stream calls, so GraphedStep's decisions (when to warm
+    up, capture, replay or run eagerly) are tested on a CPU too; the GPU tests below check that
+    the real graphs compute what eager steps do."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        events = self.events
+
+        class Graph:
+            def replay(self) -> None:
+                events.append("replay")
+
+        @contextmanager
+        def graph(_graph: Graph, capture_error_mode: str = "global") -> Iterator[None]:
+            events.append(f"capture ({capture_error_mode})")
+            yield
+
+        class Stream:
+            def wait_stream(self, _other: Stream) -> None:
+                pass
+
+        for name, value in (("CUDAGraph", Graph), ("graph", graph), ("Stream", Stream),
+                            ("stream", lambda _stream: nullcontext()), ("current_stream", Stream)):
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+def test_graphed_step_warms_up_captures_replays_and_runs_other_shapes_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = _FakeCuda(monkeypatch)
+    net = nn.Linear(3, 2)
+    stage = StageConfig(name="s", trains=["all"], lr=0.1)
+    optimizer = make_optimizer(net, stage, {n: 0.1 for n, _ in net.named_parameters()})
+
+    def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        static = graphed.inputs.get("x") is batch["x"]
+        capturable = optimizer.param_groups[0]["capturable"]
+        cuda.events.append("step" + (" on the graph's inputs" if static else "") + (" capturable" if capturable else ""))
+        return batch["x"].sum()
+
+    graphed = GraphedStep(step, optimizer, net)
+    batches = [{"x": torch.randn(size, 3), "id": [f"clip{i}"] * size} for i, size in enumerate([4, 4, 4, 2, 4, 4, 4])]
+    for index, batch in enumerate(batches):
+        graphed(batch)
+        if index == 2:
+            torch.testing.assert_close(graphed.inputs["x"], batch["x"])  # copied in before the replay
+        if index == 4:
+            optimizer.param_groups[0]["lr"] = 0.01  # as the scheduler does between epochs
+        if index == 5:
+            net.eval()
+    assert cuda.events == [
+        "step",  # the warm-up, eager
+        "capture (thread_local)", "step on the graph's inputs capturable", "replay",  # the next of its shapes
+        "replay",
+        "step",  # a smaller batch: eager, and not captured
+        "replay",
+        "capture (thread_local)", "step on the graph's inputs capturable", "replay",  # a new learning rate
+        "capture (thread_local)", "step on the graph's inputs capturable", "replay",  # new train/eval modes
+    ]
+    assert graphed.captures == 3 and optimizer.param_groups[0]["capturable"] is False
+    assert list(graphed.inputs) == ["x"]  # tensors only: a list of clip ids is passed along as it is
 
 
 class _Net(nn.Module):
