@@ -669,7 +669,8 @@ def bench_verb(
 ) -> None:
     """Measure fpar's speed in one run: prepare (per flow method and worker count, with the share of
     each part), data loading (vs a naive PIL loader), training steps (fp32, bf16, channels_last,
-    torch.compile, vs a reference-style baseline), inference, FLOP rates, and CAM video.
+    torch.compile, and with --device cuda steps replayed from CUDA graphs, vs a reference-style
+    baseline), inference, FLOP rates, and CAM video.
 
     Medians of repeats after warm-up; candidates are timed in turns; the load average is printed
     beside the figures. The full run took 8 minutes on 2 idle CPU cores (much longer on a busy machine).
