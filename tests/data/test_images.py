@@ -43,3 +43,35 @@ def test_an_image_no_frame_could_be_is_refused_before_decoding(tmp_path: Path, s
         read_image(tmp_path / "strip.png")
     Image.new("RGB", (800, 100) if size[0] > size[1] else (1, 8)).save(tmp_path / "ok.png")
     assert read_image(tmp_path / "ok.png").ndim == 3  # 8:1 itself is still read
+
+
+def test_formats_other_than_fpars_are_not_handed_to_their_decoders(tmp_path: Path) -> None:
+    # PIL would open any format it knows under any name (an EPS named .png goes to Ghostscript);
+    # a GIF stands in for them, since it decodes without outside programs
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "x.png", format="GIF")
+    with pytest.raises(DataError, match=r"x\.png: unreadable image \(cannot identify image file; "
+                                        r"fpar reads PNG, JPEG, BMP, WEBP\)"):
+        read_image(tmp_path / "x.png")
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "y.png", format="JPEG")
+    assert read_image(tmp_path / "y.png").shape == (8, 8, 3)  # a JPEG named .png is still a frame
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height and that holds no pixels at all."""
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray
+    chunk = b"IHDR" + header
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk
+                     + struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path: Path) -> None:
+    # under PIL's own bomb error (89 Mpx warns, 179 Mpx raises) but 1.6 GB to decode at 144 Mpx
+    _png_header_only(tmp_path / "bomb.png", 8000, 6000)
+    with pytest.raises(DataError, match=r"bomb\.png: 8000x6000 is over the limit of 40 megapixels"):
+        read_image(tmp_path / "bomb.png")
+    _png_header_only(tmp_path / "fits.png", 6000, 6000)  # 36 Mpx passes the check and fails later
+    with pytest.raises(DataError, match=r"fits\.png: unreadable image"):
+        read_image(tmp_path / "fits.png")

@@ -29,3 +29,19 @@ def test_a_failed_image_write_names_the_file_and_the_free_space(tmp_path: Path) 
     # carries the free space that tells a full disk apart
     with pytest.raises(DataError, match=r"missing/0001\.jpg: could not write image \([\d,]+ MiB free there\)"):
         write_image(tmp_path / "missing" / "0001.jpg", np.zeros((4, 4, 3), np.uint8))
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_conversion(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # a few kB of H.264 can claim frames of any size; the limit reads the header (and each frame)
+    from fpar.io import video
+
+    path = tmp_path / "small.mp4"
+    video.write_video(path, np.zeros((3, 32, 48, 3), np.uint8), fps=10)
+    assert len(list(decode(path, None))) == 3
+    monkeypatch.setattr(video, "MAX_PIXELS", 48 * 32 - 1)
+    converted = []
+    monkeypatch.setattr(video, "resize", lambda image, size: converted.append(image) or image)
+    with pytest.raises(DataError, match=r"small\.mp4: 48x32 frames are over the limit of 0\.001535 megapixels"):
+        list(decode(path, None))
+    assert not converted

@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fpar.errors import DataError
+from fpar.io.limits import MAX_PIXELS
 
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP")  # what fpar's data, hand masks and CAM inputs are; PIL would
+# otherwise hand any format it knows to its plugin, EPS to Ghostscript among them
 MAX_ASPECT = 8  # long side / short side; video frames are 4:3 to 2:1, and resizing the short side to
 # 256 would make a 1 x 60000 image (few pixels, so under PIL's bomb limit) an 11 GiB tensor
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -22,13 +25,16 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
     """Decode an image file to uint8 (H, W, 3) RGB, or (H, W) grayscale with `gray`.
 
-    Images are untrusted input: any failure (missing, empty, truncated, not an image, a
-    decompression bomb, an aspect ratio no frame has, or whatever else a decoder plugin raises on
-    crafted bytes: EOFError, struct.error, ...) becomes a DataError naming the file.
+    Images are untrusted input: any failure (missing, empty, truncated, not an image, a format
+    other than `FORMATS`, more than `MAX_PIXELS` pixels, an aspect ratio no frame has, or whatever
+    else a decoder plugin raises on crafted bytes: EOFError, struct.error, ...) becomes a DataError
+    naming the file. The size is checked from the header, before anything is decoded.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=FORMATS) as image:
             width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"{path}: {width}x{height} is over the limit of {MAX_PIXELS / 1e6:g} megapixels")
             if max(width, height) > MAX_ASPECT * min(width, height):
                 raise DataError(f"{path}: {width}x{height} is not a video frame (sides over {MAX_ASPECT}:1)")
             return np.array(_eight_bit(image).convert("L" if gray else "RGB"))
@@ -36,6 +42,8 @@ def read_image(path: str | Path, gray: bool = False) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders of untrusted bytes fail in open-ended ways
         reason = _without_path(str(exc), path)
+        if isinstance(exc, UnidentifiedImageError):
+            reason += f"; fpar reads {', '.join(FORMATS)}"
         raise DataError(f"{path}: unreadable image ({reason})" if reason else f"{path}: unreadable image") from exc
 
 

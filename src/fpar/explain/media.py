@@ -19,7 +19,7 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fpar.data.images import read_image
+from fpar.data.images import FORMATS, read_image
 from fpar.errors import DataError
 from fpar.explain.limits import Limits
 from fpar.io.video import decode, resize
@@ -94,7 +94,7 @@ def _display(frame: np.ndarray) -> np.ndarray:
 
 def _refuse_image_as_video(path: Path) -> None:
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=FORMATS) as image:  # only probing: other formats go to the video decoder
             kind = image.format
     except (UnidentifiedImageError, OSError, ValueError):
         return  # not an image: let the video decoder judge it

@@ -17,6 +17,7 @@ import numpy as np
 
 from fpar.errors import DataError
 from fpar.io.atomic import free_space
+from fpar.io.limits import MAX_PIXELS
 from fpar.options import Size
 
 
@@ -36,7 +37,8 @@ def decode(path: Path, size: Size | None, first: int = 0,
     The RGB conversion runs on one thread: with FFmpeg's default (a thread per core) every frame
     started threads of its own, which cost 0.4 ms a frame at 320x240 (0.93 -> 0.56 ms, same
     pixels) and, in `prepare`'s worker processes, system time in thread start-ups and futexes.
-    A missing or empty file, or one PyAV cannot open or decode, raises DataError with the reason.
+    A missing or empty file, one PyAV cannot open or decode, or frames over `MAX_PIXELS` (checked
+    on the stream's header and on each frame before its conversion) raise DataError with the reason.
     """
     if not Path(path).is_file():
         raise DataError(f"{path}: video not found")
@@ -48,13 +50,20 @@ def decode(path: Path, size: Size | None, first: int = 0,
                 raise DataError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            _check_pixels(path, stream.codec_context.width, stream.codec_context.height)
             for index, frame in enumerate(container.decode(stream)):
+                _check_pixels(path, frame.width, frame.height)  # a stream may change size midway
                 if index >= first:
                     yield index, resize(frame.to_ndarray(format="rgb24", threads=1), size)
                 if last is not None and index >= last:
                     return
     except av.FFmpegError as exc:
         raise DataError(f"{path}: cannot decode video: {exc.strerror or exc}") from exc
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise DataError(f"{path}: {width}x{height} frames are over the limit of {MAX_PIXELS / 1e6:g} megapixels")
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
