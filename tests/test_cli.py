@@ -125,3 +125,12 @@ def test_parse_list_and_one_line() -> None:
 
     assert parse_list(" S1, S2,,") == ["S1", "S2"] and parse_list("") == []
     assert one_line(ValueError("a\n  b")) == "a b" and one_line(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize("verb", [["synth", "--out", "x"], ["prepare", "videos", "--out", "x"],
+                                  ["reproduce", "--videos", "v", "--out", "x"]])
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_a_worker_count_under_one_is_a_usage_error(verb: list[str], count: str) -> None:
+    # 0 used to mean every core and -3 one process, neither of which the user asked for
+    result = runner.invoke(app, [*verb, "--workers", count])
+    assert result.exit_code == 2 and "--workers" in result.output

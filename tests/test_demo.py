@@ -169,3 +169,16 @@ def test_relocate_moves_only_the_recipes_demo_paths(tmp_path: Path) -> None:
     assert recipe.stages[0].init_from == [str(tmp_path / "t" / "rgb" / "seed-1"), "runs/demo/train/flow",
                                           f"{tmp_path / 't' / 'rgb' / 'seed-1'}:stage1", "runs/demo/train/rgb_msx",
                                           "elsewhere/run"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"configs": Path("no_such")}, "no_such/warmup.yaml: recipe not found"),
+    ({"configs": CONFIGS.parent / "gtea61"}, "gtea61/warmup.yaml: recipe not found"),  # the real data's recipes
+])
+def test_demo_reads_every_recipe_before_its_first_step(tmp_path: Path, options: dict, message: str) -> None:
+    from fpar.demo import run_demo as demo
+    from fpar.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        demo(tmp_path / "out", tiny=True, **options)
+    assert not (tmp_path / "out").exists()  # not even the synthetic videos

@@ -156,6 +156,19 @@ def test_reproduce_refuses_a_test_user_the_data_lacks_before_the_long_steps(synt
     assert not (tmp_path / "root" / "train").exists() and not (tmp_path / "root" / OPTIONS_NAME).exists()
 
 
+@pytest.mark.parametrize("given", ["root", "videos"])
+def test_a_missing_input_is_named_before_the_backbone_weights_are_fetched(tmp_path: Path, given: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # offline, the ImageNet download would fail first and never say that the input path was wrong
+    import fpar.reproduce as reproduce
+
+    fetched = []
+    monkeypatch.setattr(reproduce, "load_resnet34", fetched.append)
+    with pytest.raises(DataError, match=str(tmp_path / "no_such")):
+        run_reproduce(tmp_path / "out", **{given: tmp_path / "no_such"})
+    assert fetched == []
+
+
 def test_weights_file_is_made_absolute_for_the_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "resnet34.pth").write_bytes(b"x")
     monkeypatch.chdir(tmp_path)

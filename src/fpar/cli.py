@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from fpar.config import DataConfig
 from fpar.data.synthetic.presets import DEFAULT_CLASSES, OBJECTS, TINY_CLASSES, VERBS, SynthConfig
@@ -26,8 +25,9 @@ from fpar.options import (
     parse_list,
     parse_size,
 )
+from fpar.terminal import labelled, make_console
 
-console = Console()
+console = make_console()
 app = typer.Typer(
     name="fpar",
     help="First-person action recognition: make data, train, evaluate and explain video models.",
@@ -97,7 +97,7 @@ def reproduce_verb(
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="section.key=value overrides for every recipe, e.g. train.device=cuda data.workers=8 "
              "data.test_user=S3.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option(help="Folder to write into: prepared/, train/<model>/, report/, cam/.")]
+    out: Annotated[Path, typer.Option(help="Folder to write into: `prepared/`, `train/<model>/`, `report/`, `cam/`.")]
     = Path("runs/gtea61"),
     videos: Annotated[Optional[Path], typer.Option(
         "--videos", help="Raw videos to prepare first, as `fpar prepare --videos`: a labels.csv, or a folder of "
@@ -125,7 +125,7 @@ def reproduce_verb(
     flow: Annotated[Optional[str], typer.Option(help="With --videos: dense flow, dis (fast), tvl1 or farneback.",
                                                 show_default=DEFAULT_FLOW)] = None,
     workers: Annotated[Optional[int], typer.Option(help="With --videos: videos prepared at once.",
-                                                   show_default="the cores this process may use")] = None,
+                                                   show_default="the cores this process may use", min=1)] = None,
 ) -> None:
     """The report's comparison table, training curves and CAM figures from your own data, in one command.
 
@@ -177,7 +177,7 @@ def synth_verb(
     tiny: Annotated[bool, typer.Option("--tiny", help="The smallest useful set (tests, demo); options given "
                                                       "explicitly still apply.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes that render clips.",
-                                                   show_default="the usable cores; 1 under 64 clips")] = None,
+                                                   show_default="the usable cores; 1 under 64 clips", min=1)] = None,
 ) -> None:
     """Write a synthetic egocentric data set: H.264 videos, labels.csv and ground truth.
 
@@ -224,7 +224,7 @@ def prepare_verb(
                              "white = exclude.")] = None,
     workers: Annotated[Optional[int], typer.Option(
         help="Videos prepared (and, with --evaluate, samples scored) at once.",
-        show_default="the cores this process may use")] = None,
+        show_default="the cores this process may use", min=1)] = None,
     shard: Annotated[str, typer.Option(help="K/N: take every N-th video from the K-th (cluster job arrays).")]
     = "1/1",
     evaluate: Annotated[bool, typer.Option("--evaluate", help="Then score the root against the synthetic ground "
@@ -461,11 +461,11 @@ def search_alpha_verb(
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="section.key=value overrides, e.g. data.root=runs/prepared.", show_default=False)] = None,
     trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have.")] = 10,
-    out: Annotated[Path, typer.Option("--out", help="Folder for trials/<n>/ run dirs, best.json, "
+    out: Annotated[Path, typer.Option("--out", help="Folder for `trials/<n>/` run dirs, best.json, "
                                                     "best_recipe.yaml, trials.png, trials.csv.")] = Path("runs/search"),
     storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB URL shared by workers; "
                                                    "default sqlite:///OUT/study.db.")] = None,
-    study: Annotated[Optional[str], typer.Option("--study", help="Study name; default alpha-<recipe name>.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name; default `alpha-<recipe name>`.")] = None,
     tune_lr: Annotated[bool, typer.Option("--tune-lr", help="Also search one factor on every stage's LR.")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the TPE sampler (give each "
                                                 "worker its own).")] = None,
@@ -536,6 +536,10 @@ def eval_verb(
     else:
         from fpar.evaluate.evaluation import evaluate_path
 
+        given = [name for name, value in (("--weights", weights), ("--out", out)) if value is not None]
+        if given:  # without --fuse they would be ignored, and the user would think the runs were fused
+            raise FparError(f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --fuse (late fusion of "
+                            "the runs); without it each run is evaluated on its own")
         results = [result for run in runs
                    for result in evaluate_path(run, checkpoint, split, segments=1 if segments is None else segments,
                                                  **options)]
@@ -630,7 +634,7 @@ def cam_verb(
 @app.command("app", rich_help_panel="Explain")
 def app_verb(
     runs: Annotated[Path, typer.Option(help="Folder searched for checkpoints (*.pt).")] = Path("runs/demo"),
-    port: Annotated[int, typer.Option(help="Local port of the page.")] = 8501,
+    port: Annotated[int, typer.Option(help="Local port of the page.", min=1, max=65535)] = 8501,
     address: Annotated[str, typer.Option(help="Address to serve on; 127.0.0.1 keeps it on this machine.")]
     = "127.0.0.1",
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Refuse larger uploads.")] = MAX_MEGABYTES,
@@ -647,6 +651,9 @@ def app_verb(
 
     if max_upload_mb <= 0 or max_frames < 1:
         raise FparError("--max-upload-mb must be > 0 and --max-frames at least 1")
+    if not runs.is_dir():
+        console.print(labelled("warning:", "yellow", f"{runs}: no such folder yet; the page lists the "
+                               "checkpoints that appear under it"), soft_wrap=True)
     console.print(f"fpar app on http://{address}:{port} (checkpoints under {runs}); Ctrl-C stops it", highlight=False)
     launch(AppSettings(runs, Limits(max_upload_mb, max_frames)), port, address)
 
@@ -673,7 +680,7 @@ def bench_verb(
     baseline), inference, FLOP rates, and CAM video.
 
     Medians of repeats after warm-up; candidates are timed in turns; the load average is printed
-    beside the figures. The full run took 8 minutes on 2 idle CPU cores (much longer on a busy machine).
+    beside the figures. The full run took 7-9 minutes on 2 idle CPU cores (much longer on a busy machine).
 
     Examples:
 
@@ -693,7 +700,7 @@ def bench_verb(
     if json_file is not None:
         console.print(f"wrote {write_json(result, json_file)}", highlight=False, soft_wrap=True)
     for problem in problems(result):
-        console.print(f"[yellow]incomplete:[/] {problem}", highlight=False, soft_wrap=True)
+        console.print(labelled("incomplete:", "yellow", problem), soft_wrap=True)
 
 
 # ---- end of verbs ------------------------------------------------------------------------------
@@ -706,7 +713,7 @@ def main() -> None:
     except FparError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {one_line(exc)}", highlight=False, soft_wrap=True)
+        console.print(labelled("error:", "bold red", one_line(exc)), soft_wrap=True)
         sys.exit(1)
 
 

@@ -7,6 +7,8 @@ YAML file with the sections `data`, `model`, `train` and `stages`; nothing inher
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 from dataclasses import dataclass, field
@@ -292,13 +294,18 @@ def from_dict(cls: type, values: dict[str, Any]) -> Any:
 
 # ModelConfig fields that must be at least this (image_size: layer4, 32x down, must be >= 1x1).
 _MODEL_MINIMA = {"num_classes": 1, "frames": 1, "flow_stack": 1, "image_size": 32, "mem_size": 1}
+# ... and at most this: far above the reference (61 classes, N=7..25, L=5, 224, 512 channels), well
+# under what a model, its CAM buffers or the MS head's fc (side^4 weights: 512 gives 13M) can hold.
+# A checkpoint's config is untrusted: without a bound, a few bytes of header could ask for any size.
+_MODEL_MAXIMA = {"num_classes": 10_000, "frames": 128, "flow_stack": 32, "image_size": 512, "mem_size": 2048}
 
 
 def check_model_config(cfg: ModelConfig) -> ModelConfig:
     """`cfg` validated as a recipe's `model` section is: through the structured config (a value
     OmegaConf cannot convert to the field's type, e.g. frames="seven", is a ConfigError; one it
     converts, e.g. frames="7", is converted), then the ranges: at least one class, frame and flow,
-    and image_size >= 32 (smaller leaves layer4 empty). Returns the validated copy.
+    image_size >= 32 (smaller leaves layer4 empty), and the upper bounds of `_MODEL_MAXIMA`.
+    Returns the validated copy.
     """
     if not isinstance(cfg, ModelConfig):
         raise ConfigError(f"expected a ModelConfig, got {type(cfg).__name__}")
@@ -308,18 +315,24 @@ def check_model_config(cfg: ModelConfig) -> ModelConfig:
         if value < least:
             why = " (layer4 is 32x smaller; 224 is the reference, 112 the demo)" if key == "image_size" else ""
             raise ConfigError(f"model.{key} must be at least {least}, got {value}{why}")
+    for key, most in _MODEL_MAXIMA.items():
+        if getattr(checked, key) > most:
+            raise ConfigError(f"model.{key} must be at most {most}, got {getattr(checked, key)}")
     return checked
 
 
 # Recipe values outside these (inclusive) ranges are refused before a run dir is written.
-_RECIPE_RANGES = {"data.batch_size": (1, None), "data.workers": (0, None), "train.seed": (0, 2**32 - 1)}
+_RECIPE_RANGES = {"data.batch_size": (1, None), "data.workers": (0, None), "train.seed": (0, 2**32 - 1),
+                  "train.alpha": (0, None)}  # alpha < 0 would train to maximise L_ms
 
 
 def check_ranges(recipe: Recipe) -> None:
-    """ConfigError naming the key of a data or train value out of its range (batch size 0, ...)."""
+    """ConfigError naming the key of a data or train value out of its range (batch size 0, alpha nan, ...)."""
     for key, (least, most) in _RECIPE_RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(recipe, section), name)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
         if value < least or (most is not None and value > most):
             bound = f"at least {least}" if most is None else f"from {least} to {most}"
             raise ConfigError(f"{key} must be {bound}, got {value}")

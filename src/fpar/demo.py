@@ -37,10 +37,11 @@ from fpar.data.synthetic import SynthConfig, synthesize
 from fpar.errors import ConfigError, FparError
 from fpar.io.atomic import write_atomic
 from fpar.io.labels import read_labels
-from fpar.pipeline import TRAIN_DIR, Pipeline
+from fpar.pipeline import MODELS, TRAIN_DIR, Pipeline
 from fpar.prepare import PrepareSettings, evaluate, prepare
 from fpar.train.search import search_alpha
 from fpar.train.warmup import warm_up
+from fpar.terminal import make_console
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # the repository's configs/demo
 RECIPES_ROOT = "runs/demo"  # where configs/demo name their inputs and outputs
@@ -82,7 +83,7 @@ def make_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, conf
     return Demo(out=out, configs=Path(configs), data_key=f"{RECIPES_ROOT}/{PREPARED_DIR}",
                 runs_key=f"{RECIPES_ROOT}/{TRAIN_DIR}", root=out / PREPARED_DIR,
                 seeds=list(range(seed, seed + seeds)), overrides=list(TINY_OVERRIDES) if tiny else [],
-                epochs=1 if tiny else None, console=console or Console(), tiny=tiny)
+                epochs=1 if tiny else None, console=console or make_console(), tiny=tiny)
 
 
 def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, configs: Path = CONFIGS,
@@ -100,6 +101,7 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, confi
     if threads:
         torch.set_num_threads(threads)
     demo = make_demo(out, tiny, seed, seeds, configs, console)
+    check_recipes(demo)
     started = time.perf_counter()
     labels = data_steps(demo)
     with demo.step("warm-up of the backbone on frames of other synthetic users (stand-in for ImageNet)"):
@@ -116,6 +118,14 @@ def run_demo(out: Path, tiny: bool = False, seed: int = 0, seeds: int = 1, confi
     demo.times["total"] = time.perf_counter() - started
     demo.print_summary(report, "fpar demo")
     return demo.files
+
+
+def check_recipes(demo: Demo) -> None:
+    """Read every recipe the demo will train before its first step: a missing `--configs` folder or
+    a bad override fails in a second, not after the data steps."""
+    demo.recipe(WARMUP_RECIPE, demo.seeds[0], WarmupRecipe, extra=TINY_CORPUS if demo.tiny else None)
+    for name in MODELS:
+        demo.recipe(f"{name}.yaml", demo.seeds[0])
 
 
 def data_steps(demo: Demo) -> Path:

@@ -28,6 +28,7 @@ from fpar.explain.run import run_cam, sheet_path
 from fpar.io.atomic import write_atomic
 from fpar.train.rundir import RunDir
 from fpar.train.run import make_plan, train_run
+from fpar.terminal import labelled, make_console
 
 # Training order: each model after the runs its recipe's init_from names.
 MODELS = ("rgb", "flow", "rgb_ms", "rgb_ms_feedback", "two_stream")
@@ -73,7 +74,7 @@ class Pipeline:
     overrides: list[str] = dataclasses.field(default_factory=list)
     epochs: int | None = None
     weights: str | None = None
-    console: Console = dataclasses.field(default_factory=Console)
+    console: Console = dataclasses.field(default_factory=make_console)
     times: dict[str, float] = dataclasses.field(default_factory=dict)
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
 
@@ -134,7 +135,7 @@ class Pipeline:
         yield
         seconds = time.perf_counter() - start
         self.times[title] = seconds
-        self.console.print(f"[bold green]step {number} done[/] ({title}) in {seconds:.1f} s", highlight=False)
+        self.console.print(labelled(f"step {number} done", "bold green", f"({title}) in {seconds:.1f} s"))
 
     def train_models(self) -> None:
         """`fpar train configs/<name>.yaml` for the five models in order, once per training seed."""

@@ -41,6 +41,7 @@ from fpar.io.video import write_video
 from fpar.models.backbone import load_resnet34
 from fpar.pipeline import CAM_DIR, MODELS, Pipeline
 from fpar.prepare import PrepareSettings, prepare
+from fpar.terminal import make_console
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "gtea61"  # the repository's configs/gtea61
 DATA_KEY, RUNS_KEY = "data/gtea61", "runs/gtea61"  # how configs/gtea61 name the data root and the runs
@@ -74,20 +75,23 @@ def run_reproduce(out: Path, videos: Path | None = None, labels: Path | None = N
     pipeline = Pipeline(out=out, configs=Path(configs), data_key=DATA_KEY, runs_key=RUNS_KEY,
                         root=out / PREPARED_DIR if root is None else Path(root), overrides=overrides,
                         seeds=list(range(seed, seed + seeds)), epochs=epochs, weights=checked_weights(weights),
-                        console=console or Console())
+                        console=console or make_console())
     started = time.perf_counter()
     recipes = {name: pipeline.recipe(f"{name}.yaml", pipeline.seeds[0]) for name in MODELS}
     test_user = recipes["rgb"].data.test_user
     if test_user == "all":
         raise ConfigError("data.test_user=all: fpar reproduce holds one user out; for every user, run "
                           "`fpar train RECIPE data.test_user=all` per model and `fpar report` on the folders")
-    check_backbone_weights(recipes)
-    if videos is not None:
+    if videos is not None:  # the inputs first: a typo in a path must not wait for (or fail as) a download
         labels_file, videos_dir = resolve_inputs(videos, labels)
         users = sorted({segment.user for segment in read_labels(labels_file, videos_dir)})
         if test_user not in users:
             raise DataError(f"{labels_file}: no video of test user {test_user} (users: {', '.join(users)}); "
                             "choose one with data.test_user=USER")
+    elif not pipeline.root.is_dir():
+        raise DataError(f"{pipeline.root}: dataset root not found (or not a folder)")
+    check_backbone_weights(recipes)
+    if videos is not None:
         prepare_step(pipeline, labels_file, videos_dir, settings or PrepareSettings(), workers)  # refuses a root
         # prepared with other settings itself, so they stay out of the options below
     check_step(pipeline, recipes)

@@ -17,6 +17,10 @@ from cam_testkit import BAD_FILES, bad_files  # noqa: E402
 
 from fpar.app.catalog import find_checkpoints  # noqa: E402
 from fpar.app.launch import ENV_MAX_FRAMES, ENV_MAX_MB, ENV_RUNS, SCRIPT  # noqa: E402
+from fpar.config import ModelConfig  # noqa: E402
+from fpar.data.transforms import NORMALIZATION  # noqa: E402
+from fpar.models import CheckpointMeta, build_model, save_checkpoint  # noqa: E402
+from fpar.train.rundir import RunDir  # noqa: E402
 
 TIMEOUT = 120
 
@@ -39,6 +43,11 @@ def start(runs: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
 
 def texts(app: AppTest) -> str:
     return "\n".join(m.value for m in app.markdown)
+
+
+def unescaped(markdown: str) -> str:
+    """The text a markdown string shows, for strings the page escaped (`plain`)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def test_without_checkpoints_the_app_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +75,8 @@ def test_image_through_two_models(runs: Path, tmp_path: Path, temp_root: Path,
     app.run()
     assert not app.exception and not app.error
     assert len(app.image) == 2 and len(app.table) == 2
-    assert "**rgb**" in texts(app) and "**rgb_ms**" in texts(app) and texts(app).count("Predicted: **") == 2
+    shown = unescaped(texts(app))
+    assert "**rgb**" in shown and "**rgb_ms**" in shown and shown.count("Predicted: **") == 2
     assert list(temp_root.iterdir()) == []  # the upload's folder is gone
 
 
@@ -134,10 +144,48 @@ def test_bad_upload_gives_its_message_and_the_app_keeps_working(case: str, runs:
     app.file_uploader[0].upload(path.name, path.read_bytes(), "application/octet-stream")
     app.run()
     assert not app.exception
-    assert len(app.error) == 1 and re.search(message, app.error[0].value), [e.value for e in app.error]
-    assert str(temp_root) not in app.error[0].value  # the message names the upload, not its temporary copy
+    assert len(app.error) == 1 and re.search(message, unescaped(app.error[0].value)), [e.value for e in app.error]
+    assert str(temp_root) not in unescaped(app.error[0].value)  # the message names the upload, not its temporary copy
     assert list(temp_root.iterdir()) == []
     if case not in LIMIT_CASES:  # the page keeps working: a good file next gives results
         app.file_uploader[0].clear().upload(*_still(tmp_path))
         app.run()
         assert not app.exception and not app.error and len(app.image) == 2
+
+
+def test_untrusted_names_reach_the_page_as_text(tmp_path: Path, temp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class names from a checkpoint, a 300-character upload name, a dangling link among the runs."""
+    runs = tmp_path / "runs"
+    cfg = ModelConfig(name="rgb", num_classes=3, frames=3, flow_stack=2, image_size=64, mem_size=16)
+    names = ["![x](http://example.invalid/x.png)", "**bold**", "<b>tag</b>"]
+    save_checkpoint(RunDir(runs / "rgb").checkpoint("best"), build_model(cfg), CheckpointMeta(cfg, names, NORMALIZATION))
+    (runs / "gone.pt").symlink_to(tmp_path / "missing.pt")
+    app = start(runs, monkeypatch)
+    assert not app.exception and "gone.pt: checkpoint not found" in unescaped(app.sidebar.warning[0].value)
+    _, data, mime = _still(tmp_path)
+    app.file_uploader[0].upload("a" * 300 + ".png", data, mime)
+    app.run()
+    assert not app.exception and not app.error and len(app.image) == 1
+    predicted = next(m.value for m in app.markdown if m.value.startswith("Predicted: "))
+    shown_name = re.fullmatch(r"Predicted: \*\*(.*)\*\* \(.*%\)", predicted).group(1)
+    assert unescaped(shown_name) in names and not any(raw in shown_name for raw in ("![", "**", "<b>"))
+    shown = list(app.table[0].value["class"])
+    assert sorted(unescaped(c) for c in shown) == sorted(names)
+    assert not any(raw in cell for cell in shown for raw in ("![", "**", "<b>"))
+    assert list(temp_root.iterdir()) == []
+
+
+def test_fpar_app_refuses_a_port_out_of_range_and_warns_of_a_missing_runs_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import fpar.app.launch as launch
+    from fpar.cli import app
+
+    started = []
+    monkeypatch.setattr(launch, "launch", lambda *args: started.append(args))
+    bad = CliRunner().invoke(app, ["app", "--port", "99999"])
+    assert bad.exit_code == 2 and "--port" in bad.output and not started  # not Streamlit's bind() traceback
+    result = CliRunner().invoke(app, ["app", "--runs", str(tmp_path / "nothing"), "--port", "8502"], terminal_width=300)
+    assert result.exit_code == 0 and len(started) == 1
+    assert f"warning: {tmp_path / 'nothing'}: no such folder yet" in result.output

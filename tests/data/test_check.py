@@ -211,3 +211,19 @@ def test_an_unknown_test_user_fails_before_the_summary(make_root) -> None:
     result = runner.invoke(app, ["data", "check", str(root), "--quick", "--test-user", "S9"])
     assert result.exit_code == 1 and "test user 'S9' not found; users are S1, S2" in str(result.exception)
     assert result.output == ""
+
+
+def test_brackets_in_folder_names_print_as_they_are(make_root, tmp_path, monkeypatch, capsys) -> None:
+    # rich would read "[/x]" as a closing tag (an exception) and "[bold]" as a style (a wrong path)
+    root = make_root("course", instances=(FakeInstance("S1", "open_[red]jam", "[bold]1", frames=4),
+                                          FakeInstance("S2", "take_[bold]cup", "1")))
+    result = runner.invoke(app, ["data", "check", str(root)])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "S1/open_[red]jam/[bold]1" in result.output, result.output
+    assert "classes (2): open_[red]jam, take_[bold]cup" in result.output
+    missing = tmp_path / "no[bold]root[/x]"
+    monkeypatch.setattr(sys, "argv", ["fpar", "data", "check", str(missing)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # the console script's error line
+    assert exit_info.value.code == 1
+    assert f"error: {missing}: dataset root not found" in capsys.readouterr().out

@@ -36,6 +36,14 @@ def test_fuse_verb_needs_out_and_parses_weights(tmp_path, prepared_root) -> None
     assert json.loads((tmp_path / "f" / "metrics.json").read_text())["fusion"]["weights"] == [1.0, 1.5]
 
 
+def test_fusion_options_without_fuse_are_refused_not_ignored(tmp_path) -> None:
+    # refused before any run is read: the user meant to fuse and forgot --fuse
+    for extra in (["--weights", "1,1.5"], ["--out", str(tmp_path / "f")]):
+        result = runner.invoke(app, ["eval", str(tmp_path / "a"), str(tmp_path / "b"), *extra])
+        assert result.exit_code == 1 and not (tmp_path / "f").exists()
+        assert str(result.exception).startswith(f"{extra[0]} needs --fuse (late fusion of the runs)")
+
+
 def test_a_batch_size_under_one_is_refused(tmp_path, prepared_root) -> None:
     run = make_run(tmp_path / "rgb", prepared_root, "rgb")
     for size in ("0", "-1"):  # 0 used to mean the recipe's batch size; -1 reached the DataLoader
@@ -74,3 +82,13 @@ def test_eval_help_names_the_folder_it_writes() -> None:
     result = runner.invoke(app, ["eval", "--help"], terminal_width=300)
     assert result.exit_code == 0
     assert "RUN/eval/<checkpoint>-<split>/" in result.output
+
+
+def test_a_checkpoint_file_given_as_a_run_dir_points_at_its_folder(tmp_path) -> None:
+    checkpoint = tmp_path / "rgb" / "best.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"PK")
+    result = runner.invoke(app, ["eval", str(checkpoint)])
+    assert result.exit_code == 1
+    assert str(result.exception) == (f"{checkpoint}: a file, not a run dir; give the run's folder ({checkpoint.parent}) "
+                                     "and pick its checkpoint with --checkpoint best|last")

@@ -107,3 +107,85 @@ def test_a_header_without_its_model_name_is_refused(saved: tuple[Path, torch.nn.
     torch.save(payload, tmp_path / "headless.pt")
     with pytest.raises(CheckpointError, match="headless.pt: fpar checkpoint whose model name or class names disagree"):
         read_checkpoint(tmp_path / "headless.pt")
+
+
+def _crafted(saved: Path, folder: Path, name: str, **changes: object) -> Path:
+    """`saved`'s checkpoint with header entries replaced (a crafted file: checkpoints are untrusted)."""
+    payload = torch.load(saved, weights_only=True)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(payload.get(key), dict) and key == "config":
+            payload[key] = {**payload[key], **value}
+        else:
+            payload[key] = value
+    torch.save(payload, folder / name)
+    return folder / name
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"config": None}, "config is not a mapping of field names to plain values"),
+    ({"config": {"weights": {"nested": 1}}}, "config is not a mapping of field names to plain values"),
+    ({"config": {"weights": "${oc.env:HOME}"}}, r"config holds an interpolation \(\$\{...\}\)"),
+    ({"class_names": "abcde"}, "class_names is not a list of strings"),
+    ({"class_names": [1, 2, 3, 4, 5]}, "class_names is not a list of strings"),
+    ({"normalization": {"rgb": {"mean": [0.5], "std": [0.0]}}}, "normalization of 'rgb' is not a mean and a positive std"),
+    ({"normalization": {"rgb": {"mean": [0.5, 0.5], "std": [1, 1]}}}, "of 1 or 3 finite numbers"),
+    ({"normalization": {"rgb": {"mean": [float("nan")], "std": [1.0]}}}, "normalization of 'rgb'"),
+    ({"normalization": {"depth": {"mean": [0.5], "std": [1.0]}}}, r"input keys \(rgb, flow\)"),
+    ({"extra": [1]}, r"extra is not a mapping"),
+    ({"config": {"mem_size": 1_000_000}}, "model.mem_size must be at most 2048"),
+])
+def test_a_crafted_header_is_a_broken_header(saved: tuple[Path, torch.nn.Module], tmp_path: Path,
+                                             changes: dict, reason: str) -> None:
+    path = _crafted(saved[0], tmp_path, "crafted.pt", **changes)
+    with pytest.raises(CheckpointError, match=rf"crafted\.pt: fpar checkpoint with a broken header \(.*{reason}"):
+        load_model(path)
+
+
+def test_weights_are_checked_against_shapes_before_a_model_is_allocated(
+        saved: tuple[Path, torch.nn.Module], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a header asking for a large ConvLSTM must be refused without building it in memory
+    import fpar.models.checkpoints as checkpoints
+
+    devices = []
+
+    def recording(cfg):  # the default device where the model would be built
+        devices.append(torch.empty(0).device.type)
+        return build_model(cfg)
+
+    monkeypatch.setattr(checkpoints, "build_model", recording)
+    path = _crafted(saved[0], tmp_path, "big.pt", config={"mem_size": 2048})
+    with pytest.raises(CheckpointError, match=r"big\.pt: weights do not fit model 'rgb_ms': shape mismatch: "):
+        load_model(path)
+    assert devices == ["meta"]
+    load_model(saved[0])
+    assert devices == ["meta", "meta", "cpu"]
+
+
+def test_a_model_input_without_normalization_is_refused(saved: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    path = _crafted(saved[0], tmp_path, "plain.pt", normalization={})
+    assert read_checkpoint(path).meta.normalization == {}  # the header alone is well formed
+    with pytest.raises(CheckpointError, match=r"plain\.pt: fpar checkpoint with a broken header \(no normalization "
+                                              r"for rgb, which model 'rgb_ms' reads\)"):
+        load_model(path)
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused(saved: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+    # torch.load inflates deflated entries to any size they claim; torch.save never writes them
+    import zipfile
+
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(saved[0]) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+    with pytest.raises(CheckpointError, match=r"packed\.pt: refused as checkpoint: \d+ compressed entries"):
+        read_checkpoint(packed)
+    assert read_checkpoint(saved[0]).meta.model_name == "rgb_ms"
+
+
+def test_a_run_folder_given_as_a_checkpoint_points_at_its_checkpoint(saved: tuple[Path, torch.nn.Module],
+                                                                     tmp_path: Path) -> None:
+    run = saved[0].parent  # holds best.pt
+    with pytest.raises(CheckpointError, match=rf"^{run}: a folder, not a checkpoint file; its best\.pt\?$"):
+        load_model(run)
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path}: a folder, not a checkpoint file$"):
+        load_model(tmp_path)

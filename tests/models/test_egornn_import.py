@@ -188,6 +188,34 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path: Path) -> None:
     assert "attention_layer.weight" in message  # unexpected, under the reference's name
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("classifier.1.weight", torch.tensor(1.0), r"classifier\.fc\.weight has shape \(\)"),
+    ("lstm_cell.conv_i_hh.weight", torch.zeros(3000), r"lstm\.h_convs\.i\.weight has shape \(3000,\)"),
+    ("lstm_cell.conv_i_hh.weight", torch.zeros(4096, 1, 1, 1), "model.mem_size must be at most 2048"),
+    ("lstm_cell.conv_i_hh.weight", torch.zeros(1024, 1, 3, 3), "does not fit fpar's model: .*shape mismatch"),
+])
+def test_a_crafted_state_dict_is_refused_before_a_model_is_allocated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: Tensor, message: str) -> None:
+    """Ego-RNN files are untrusted: the model size read from one tensor's shape is checked on the
+    meta device (and against the config's bounds) before anything is built in memory."""
+    import fpar.models.egornn_import as egornn
+
+    devices, original = [], egornn.build_model
+
+    def recording(cfg):  # the default device where the model would be built
+        devices.append(torch.empty(0).device.type)
+        return original(cfg)
+
+    monkeypatch.setattr(egornn, "build_model", recording)
+    state = _reference("rgb").state_dict()
+    state[key] = value
+    source = tmp_path / "crafted.pth"
+    torch.save(state, source)
+    with pytest.raises(CheckpointError, match=rf"crafted\.pth: .*{message}"):
+        import_egornn(source, "rgb", tmp_path / "out.pt")
+    assert set(devices) <= {"meta"} and not (tmp_path / "out.pt").exists()
+
+
 def test_an_unknown_model_name_fails_before_reading_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'rgb_ms'; expected one of rgb, flow, two_stream"):
         import_egornn(tmp_path / "absent.pth", "rgb_ms", tmp_path / "out.pt")

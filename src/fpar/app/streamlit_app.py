@@ -1,7 +1,7 @@
 """The Streamlit page of `fpar app`: upload an image or a video, pick 1-4 models, compare their CAMs.
 
-Uploads are untrusted: they are checked for size, written into a fresh temporary folder under
-their base name only, read by `fpar.explain.media.read_media` (which refuses anything that is not
+Uploads are untrusted: they are checked for size and suffix, written into a fresh temporary folder
+as `upload<suffix>` (their own name, which may be any length or text, appears only in messages), read by `fpar.explain.media.read_media` (which refuses anything that is not
 a readable image or video within the limits), and the folder is deleted when the page is done
 with it. Any such refusal is an error message in the page; the page keeps working.
 
@@ -13,6 +13,7 @@ checkpoint and method (a store in `st.cache_resource`), its picture also by opac
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from fpar.app.catalog import Entry, find_checkpoints
 from fpar.app.launch import settings_from_env
 from fpar.errors import DataError, FparError, one_line
 from fpar.explain.cam import METHODS, CamResult, explain
-from fpar.explain.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Media, read_media
+from fpar.explain.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Media, media_kind, read_media
 from fpar.explain.render import DEFAULT_ALPHA, write_cam_image, write_cam_video
 from fpar.models.checkpoints import load_model
 
@@ -77,14 +78,28 @@ def cached_picture(digest: str, path: str, modified: float, method: str, alpha: 
 
 
 def runs_stamp(runs: Path) -> tuple:
-    """Changes when a checkpoint appears, disappears or is rewritten (refreshes the list)."""
-    return tuple(sorted((str(p), p.stat().st_mtime) for p in runs.rglob("*.pt"))) if runs.is_dir() else ()
+    """Changes when a checkpoint appears, disappears or is rewritten (refreshes the list); a file
+    that cannot be read (a dangling link) is left to the catalog, which lists it as skipped."""
+    stamps = []
+    for path in runs.rglob("*.pt") if runs.is_dir() else ():
+        try:
+            stamps.append((str(path), path.stat().st_mtime))
+        except OSError:
+            stamps.append((str(path), None))
+    return tuple(sorted(stamps, key=lambda stamp: stamp[0]))
+
+
+def plain(text: str) -> str:
+    """`text` (a class name, a file name, a message quoting them: untrusted) shown as it is in
+    markdown, which st.markdown, st.table and st.error all render: every ASCII punctuation mark
+    escaped, so it can neither format nor fetch (`![](url)` would load an address in viewers' browsers)."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def show_result(entry_label: str, result: CamResult, picture: bytes, is_video: bool, name: str) -> None:
-    st.markdown(f"**{entry_label}**")
-    st.markdown(f"Predicted: **{result.predicted}** ({result.probabilities[result.target]:.1%})")
-    st.table({"class": [c for c, _ in result.top(5)], "probability": [f"{p:.1%}" for _, p in result.top(5)]})
+    st.markdown(f"**{plain(entry_label)}**")
+    st.markdown(f"Predicted: **{plain(result.predicted)}** ({result.probabilities[result.target]:.1%})")
+    st.table({"class": [plain(c) for c, _ in result.top(5)], "probability": [f"{p:.1%}" for _, p in result.top(5)]})
     if is_video:
         st.video(picture, format="video/mp4", autoplay=True, muted=True, loop=True)
     else:
@@ -103,12 +118,12 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
     if len(data) > settings.limits.max_megabytes * 1e6:
         raise DataError(f"{upload.name}: {len(data) / 1e6:.0f} MB is over the limit of "
                         f"{settings.limits.max_megabytes:g} MB")
+    media_kind(Path(upload.name))  # a suffix fpar reads (the uploader's own check is the browser's)
     digest = hashlib.sha1(data).hexdigest()
     with tempfile.TemporaryDirectory(prefix="fpar-app-") as folder:
+        source = Path(folder) / "upload" / f"upload{Path(upload.name).suffix.lower()}"
         try:
-            inbox = Path(folder) / "upload"
-            inbox.mkdir()
-            source = inbox / (Path(upload.name).name or "upload")
+            source.parent.mkdir()
             source.write_bytes(data)
             media = read_media(source, settings.limits)
             bar = st.progress(0.0, text="starting")
@@ -117,7 +132,7 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
                 def progress(what: str, done: int, total: int, i: int = i, label: str = labels[i]) -> None:
                     bar.progress(min(1.0, (i + done / max(total, 1)) / len(entries)), text=f"{label}: {what}")
 
-                modified = entry.path.stat().st_mtime
+                modified = checkpoint_time(entry.path)
                 model, meta = cached_model(str(entry.path), modified)
                 result = cached_result((digest, str(entry.path), modified, method, labels[i]),
                                        lambda: explain(model, meta, media, method, labels[i], progress=progress))
@@ -126,11 +141,20 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
                 results.append((result, picture))
             bar.empty()
         except FparError as exc:
-            raise DataError(one_line(exc).replace(f"{folder}/upload/", "").replace(f"{folder}/", "")) from exc
+            message = one_line(exc).replace(str(source), upload.name)
+            raise DataError(message.replace(f"{folder}/", "")) from exc
     suffix = "mp4" if media.is_video else "png"
     for column, label, (result, picture) in zip(st.columns(len(results)), labels, results):
         with column:
             show_result(label, result, picture, media.is_video, f"cam-{result.label}.{suffix}")
+
+
+def checkpoint_time(path: Path) -> float:
+    """`path`'s modification time; a DataError when it went away since the list was made."""
+    try:
+        return path.stat().st_mtime
+    except OSError as exc:
+        raise DataError(f"{path}: checkpoint no longer readable ({one_line(exc)}); reload the page") from exc
 
 
 def main() -> None:
@@ -140,7 +164,7 @@ def main() -> None:
     runs = settings.runs
     entries, skipped = cached_catalog(str(runs), runs_stamp(runs))
     for line in skipped:
-        st.sidebar.warning(f"skipped {line}")
+        st.sidebar.warning(f"skipped {plain(line)}")
     if not entries:
         st.info(NO_CHECKPOINT.format(runs=runs))
         return
@@ -164,7 +188,7 @@ def main() -> None:
     try:
         run_models(upload, picked, names if len(set(names)) == len(names) else chosen, method, alpha, settings)
     except FparError as exc:
-        st.error(one_line(exc))
+        st.error(plain(one_line(exc)))
 
 
 main()

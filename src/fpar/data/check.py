@@ -47,6 +47,7 @@ from fpar.data.layout import (
 )
 from fpar.errors import ConfigError, DataError, one_line
 from fpar.options import usable_cores
+from fpar.terminal import labelled
 
 
 @dataclass
@@ -245,8 +246,8 @@ def print_report(report: CheckReport, console: Console, exclude: list[str] | tup
         console.print(f"excluded: {', '.join(excluded)}", highlight=False)
     unknown = sorted(set(exclude) - labels)
     if unknown and warn_unknown_exclude:
-        console.print(f"[yellow]warning:[/] excluded class(es) not in this root: {', '.join(unknown)}",
-                      highlight=False, soft_wrap=True)
+        console.print(labelled("warning:", "yellow", f"excluded class(es) not in this root: {', '.join(unknown)}"),
+                      soft_wrap=True)
     notes = 0
     if classes:
         console.print(split_table(samples, classes, test_users, val_fraction))
@@ -255,19 +256,19 @@ def print_report(report: CheckReport, console: Console, exclude: list[str] | tup
             notes += 1
             every = sorted({s.user for s in samples if s.label in set(classes)})
             note = empty_val_note(empty, all_users=not test_users and empty == every, val_fraction=val_fraction)
-            console.print(f"[cyan]note:[/] {note}", highlight=False, soft_wrap=True)
+            console.print(labelled("note:", "cyan", note), soft_wrap=True)
     repeating = [s for s in samples if MIN_RGB_FRAMES <= s.n_frames < report.frames and s.label in set(classes)]
     if repeating:
         notes += 1
-        console.print(f"[cyan]note:[/] {len(repeating)} instance(s) have fewer than N={report.frames} frames "
-                      f"(e.g. {repeating[0].id}: {repeating[0].n_frames}): their clips repeat frames, as in Ego-RNN",
-                      highlight=False, soft_wrap=True)
+        console.print(labelled("note:", "cyan", f"{len(repeating)} instance(s) have fewer than N={report.frames} frames "
+                      f"(e.g. {repeating[0].id}: {repeating[0].n_frames}): their clips repeat frames, as in Ego-RNN"),
+                      soft_wrap=True)
     if not report.images_read:
         console.print("images not decoded (--quick)")
     if report.clean:
         noted = f"; {notes} note(s) above" if notes else ""
-        console.print(f"[green]no problems[/] (N={report.frames}, L={report.flow_stack}{noted})")
+        console.print(labelled("no problems", "green", f"(N={report.frames}, L={report.flow_stack}{noted})"))
         return
     for problem in report.problems:
-        console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
-    console.print(f"[yellow]{len(report.problems)} problem(s)[/] (N={report.frames}, L={report.flow_stack})")
+        console.print(labelled("warning:", "yellow", problem), soft_wrap=True)
+    console.print(labelled(f"{len(report.problems)} problem(s)", "yellow", f"(N={report.frames}, L={report.flow_stack})"))

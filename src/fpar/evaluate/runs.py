@@ -52,6 +52,9 @@ def require_run(path: Path, checkpoint: str) -> RunDir:
     if checkpoint not in CHECKPOINTS:
         raise FparError(f"checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     run = RunDir(Path(path))
+    if run.root.is_file():
+        raise DataError(f"{run.root}: a file, not a run dir; give the run's folder ({run.root.parent}) and "
+                        f"pick its checkpoint with --checkpoint best|last")
     if not run.root.is_dir():
         raise DataError(f"{run.root}: run dir not found")
     for needed, what in ((run.recipe, "recipe"), (run.split, "split")):

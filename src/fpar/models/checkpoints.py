@@ -13,6 +13,7 @@ The app and CAM call `load_model(path)` and need nothing else. The trainer's par
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from fpar import __version__
-from fpar.config import ModelConfig, from_dict, to_dict
+from fpar.config import ModelConfig, check_model_config, from_dict, to_dict
 from fpar.errors import CheckpointError, FparError
 from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
@@ -109,13 +110,50 @@ def save_checkpoint(
     write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
+PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain_config(values: object) -> dict[str, Any]:
+    """The header's `config` as plain {field: scalar}. A string holding `${...}` is refused: OmegaConf
+    would resolve it while rebuilding the ModelConfig, and `${oc.env:VAR}` reads the environment."""
+    if not isinstance(values, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, PLAIN) for k, v in values.items()):
+        raise CheckpointError("config is not a mapping of field names to plain values")
+    if any(isinstance(v, str) and "${" in v for v in values.values()):
+        raise CheckpointError("config holds an interpolation (${...}); fpar writes none")
+    return dict(values)
+
+
+def _statistics(values: object, config: ModelConfig) -> dict[str, dict[str, list[float]]]:
+    """The header's `normalization`: per input key, finite means and positive stds, one value or
+    one per channel of that input (the RGB frame's 3, the flow stack's 2L)."""
+    channels = {"rgb": 3, "flow": 2 * config.flow_stack}
+    if not isinstance(values, Mapping) or not set(values) <= set(channels):
+        raise CheckpointError(f"normalization is not a mapping of input keys ({', '.join(channels)}) to statistics")
+    checked = {}
+    for key, stats in values.items():
+        ok = isinstance(stats, Mapping) and set(stats) == {"mean", "std"} and all(
+            isinstance(stats[part], (list, tuple)) and len(stats[part]) in (1, channels[key])
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in stats[part])
+            for part in ("mean", "std"))
+        if not ok or min(stats["std"]) <= 0:
+            raise CheckpointError(f"normalization of {key!r} is not a mean and a positive std "
+                                  f"of 1 or {channels[key]} finite numbers")
+        checked[key] = {part: [float(x) for x in stats[part]] for part in ("mean", "std")}
+    return checked
+
+
 def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:
+    """The header, every part type-checked: a checkpoint is untrusted input (it may come from anyone)."""
     try:
-        config = from_dict(ModelConfig, payload["config"])
+        config = check_model_config(from_dict(ModelConfig, _plain_config(payload["config"])))
+        names = payload["class_names"]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+            raise CheckpointError("class_names is not a list of strings")
         meta = CheckpointMeta(
             config=config,
-            class_names=[str(name) for name in payload["class_names"]],
-            normalization=payload["normalization"],
+            class_names=list(names),
+            normalization=_statistics(payload["normalization"], config),
             fpar_version=str(payload["fpar_version"]),
         )
     except (KeyError, TypeError, FparError) as exc:
@@ -136,24 +174,46 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
             f"{path}: checkpoint format version {payload.get('format_version')}; "
             f"this fpar ({__version__}) reads version {FORMAT_VERSION}"
         )
-    if not isinstance(payload.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: fpar checkpoint without a state dict")
-    return Checkpoint(meta=_meta_from(path, payload), state_dict=payload["state_dict"], extra=payload.get("extra", {}))
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: fpar checkpoint without a state dict (a mapping of names to tensors)")
+    extra = payload.get("extra", {})
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: fpar checkpoint with a broken header (extra is not a mapping)")
+    return Checkpoint(meta=_meta_from(path, payload), state_dict=state, extra=extra)
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the checkpoint's model from the checkpoint alone; returned in eval mode.
 
-    The backbone is built with weights "none": the checkpoint's own weights replace them anyway,
-    so an `imagenet` config needs no ImageNet file here.
+    The model is first built on the meta device (shapes, no memory) and the weights are checked
+    against it, so a crafted header (a huge ConvLSTM, say) costs nothing before it is refused; and
+    the normalization must cover the model's image inputs. The backbone is built with weights
+    "none": the checkpoint's own weights replace them anyway, so an `imagenet` config needs no
+    ImageNet file here.
     """
+    path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
-    model = build_model(replace(checkpoint.meta.config, weights="none"))
+    meta = checkpoint.meta
+    config = replace(meta.config, weights="none")
+    try:
+        with torch.device("meta"):
+            shapes = build_model(config)
+    except FparError as exc:
+        raise CheckpointError(f"{path}: {one_line(exc)}") from exc
+    report = key_report(shapes, checkpoint.state_dict)
+    if report.missing or report.unexpected or report.mismatched:
+        raise CheckpointError(f"{path}: weights do not fit model {meta.model_name!r}: {report}")
+    unnormalised = [key for key in shapes.input_keys if key in ("rgb", "flow") and key not in meta.normalization]
+    if unnormalised:
+        raise CheckpointError(f"{path}: fpar checkpoint with a broken header (no normalization for "
+                              f"{', '.join(unnormalised)}, which model {meta.model_name!r} reads)")
+    model = build_model(config)
     try:
         model.load_state_dict(checkpoint.state_dict)
-    except RuntimeError as exc:  # torch's message lists missing, unexpected and mis-shaped keys
-        raise CheckpointError(f"{path}: weights do not fit model {checkpoint.meta.model_name!r}: {one_line(exc)}") from exc
-    return model.to(map_location).eval(), checkpoint.meta
+    except RuntimeError as exc:  # what the shapes cannot show; torch's message names the keys
+        raise CheckpointError(f"{path}: weights do not fit model {meta.model_name!r}: {one_line(exc)}") from exc
+    return model.to(map_location).eval(), meta
 
 
 def load_partial_state(model: nn.Module, state: dict[str, Tensor]) -> KeyReport:

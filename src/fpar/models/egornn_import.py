@@ -25,11 +25,12 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from fpar.config import ModelConfig
 from fpar.data.transforms import NORMALIZATION
-from fpar.errors import CheckpointError, ConfigError
+from fpar.errors import CheckpointError, ConfigError, FparError
 from fpar.models.checkpoints import CheckpointMeta, key_report, save_checkpoint
 from fpar.models.registry import build_model
 from fpar.models.safe_load import load_state_dict
@@ -94,30 +95,30 @@ def rename_egornn_keys(state: Mapping[str, Tensor], model_name: str) -> tuple[di
 def egornn_config(renamed: Mapping[str, Tensor], model_name: str, frames: int) -> ModelConfig:
     """The ModelConfig the weights imply: classes, memory size and L read from the shapes of the
     state dict `renamed` by `rename_egornn_keys`."""
-    needed = {"num_classes": ("classifier.fc.weight", 0, 1)}  # field: (key, dim, divisor)
+    needed = {"num_classes": ("classifier.fc.weight", 2, 0, 1)}  # field: (key, its dims, dim read, divisor)
     if model_name != "flow":
-        needed["mem_size"] = ("streams.rgb.lstm.h_convs.i.weight", 0, 1)
+        needed["mem_size"] = ("streams.rgb.lstm.h_convs.i.weight", 4, 0, 1)
     if model_name != "rgb":
-        needed["flow_stack"] = ("streams.flow.backbone.conv1.weight", 1, 2)  # conv1 takes 2L channels
+        needed["flow_stack"] = ("streams.flow.backbone.conv1.weight", 4, 1, 2)  # conv1 takes 2L channels
     values: dict[str, int] = {}
-    for field_name, (key, dim, divisor) in needed.items():
+    for field_name, (key, dims, dim, divisor) in needed.items():
         if key not in renamed:
             raise CheckpointError(f"not an Ego-RNN {model_name} state dict: nothing maps to {key}")
+        if renamed[key].dim() != dims:
+            raise CheckpointError(f"not an Ego-RNN {model_name} state dict: {key} has shape {tuple(renamed[key].shape)}")
         values[field_name] = renamed[key].shape[dim] // divisor
     return ModelConfig(name=model_name, frames=frames, **values)
 
 
-def load_egornn_state(
-    model: nn.Module, renamed: Mapping[str, Tensor], unknown: list[str], model_name: str
-) -> None:
-    """Load `rename_egornn_keys`' output (renamed state, unknown Ego-RNN keys) into an fpar model,
-    strictly up to `num_batches_tracked`; nothing is loaded when anything does not fit."""
+def check_egornn_fit(model: nn.Module, renamed: Mapping[str, Tensor], unknown: list[str], model_name: str) -> None:
+    """CheckpointError unless `rename_egornn_keys`' output (renamed state, unknown Ego-RNN keys)
+    fits `model` (on the meta device will do: only shapes are read) strictly, up to
+    `num_batches_tracked`, which Ego-RNN's PyTorch did not save."""
     report = key_report(model, renamed)
     report.unexpected = sorted(unknown) + report.unexpected
     report.missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
     if report.missing or report.unexpected or report.mismatched:
         raise CheckpointError(f"Ego-RNN {model_name} state dict does not fit fpar's model: {report}")
-    model.load_state_dict(renamed, strict=False)
 
 
 def import_egornn(
@@ -138,10 +139,12 @@ def import_egornn(
     renamed, unknown = rename_egornn_keys(state, model_name)
     try:
         cfg = egornn_config(renamed, model_name, frames)
-        model = build_model(cfg)
-        load_egornn_state(model, renamed, unknown, model_name)
-    except CheckpointError as exc:
+        with torch.device("meta"):  # shapes first: weights that do not fit cost no memory
+            check_egornn_fit(build_model(cfg), renamed, unknown, model_name)
+    except FparError as exc:  # also a size over the model config's bounds
         raise CheckpointError(f"{path}: {exc}") from exc
+    model = build_model(cfg)
+    model.load_state_dict(renamed, strict=False)
     names = class_names or [f"class_{i:02d}" for i in range(cfg.num_classes)]
     if len(names) != cfg.num_classes:
         raise CheckpointError(f"{path}: {len(names)} class names given for {cfg.num_classes} classes")

@@ -6,12 +6,15 @@ pickle that tries to run code is refused instead of executed. A file without the
 writes (zip, or a binary pickle for old files) is refused before torch reads it, since torch would
 take e.g. a CSV for a pickle that names a forbidden global; then torch's own failures (RuntimeError
 for a truncated zip, UnpicklingError for forbidden objects) each become one CheckpointError
-naming the file.
+naming the file. A zip with compressed entries is refused too: torch.save stores every entry as
+it is, while torch.load would inflate a deflated one to whatever size it claims (a 0.4 MB file
+held a 400 MB tensor).
 """
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,9 @@ from fpar.errors import CheckpointError, one_line  # noqa: F401 (one_line: re-ex
 def load_weights_only(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
     """The object stored in `path` (a `what`, for messages), or a CheckpointError saying why not."""
     path = Path(path)
+    if path.is_dir():
+        hint = next((f"; its {f.name}?" for f in (path / "best.pt", path / "last.pt") if f.is_file()), "")
+        raise CheckpointError(f"{path}: a folder, not a {what} file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     with path.open("rb") as file:
@@ -33,6 +39,8 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
         raise CheckpointError(f"{path}: cannot read {what}; the file is empty")
     if not (head == b"PK" or head[:1] == b"\x80"):  # torch.save writes a zip; old torch a binary pickle
         raise CheckpointError(f"{path}: cannot read {what}; not a torch file (no zip or pickle header)")
+    if head == b"PK":
+        _refuse_compressed(path, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -45,6 +53,17 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
             f"{path}: cannot read {what}; the file is truncated or not a torch file "
             f"({type(exc).__name__}: {one_line(exc)})"
         ) from exc
+
+
+def _refuse_compressed(path: Path, what: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [entry.filename for entry in archive.infolist() if entry.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load says what is wrong with it
+    if packed:
+        raise CheckpointError(f"{path}: refused as {what}: {len(packed)} compressed entries ({packed[0]}, ...); "
+                              "torch.save writes none, and a compressed entry can unpack to any size")
 
 
 def load_state_dict(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:

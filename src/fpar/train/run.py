@@ -35,6 +35,7 @@ from fpar.train.cuda_graphs import use_cuda_graphs
 from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_optimizer, check_stage, trained_lrs
+from fpar.terminal import labelled, make_console
 
 ALL_USERS = "all"
 
@@ -169,7 +170,7 @@ def start(run: RunDir, plan: Plan, console: Console) -> None:
         line = (f"test user {plan.split.test_user} has class(es) that training never saw: "
                 f"{', '.join(plan.unseen_test_classes)} (their test samples cannot be right)")
         write_atomic(run.warnings, line + "\n")
-        console.print(f"[yellow]warning:[/] {line}", highlight=False)
+        console.print(labelled("warning:", "yellow", line))
 
 
 def train_run(plan: Plan, out: Path, console: Console, must_exist: bool = False,
@@ -215,7 +216,7 @@ def train(recipe_path: Path | None, out: Path | None, overrides: list[str] | Non
 
     Under `torchrun` this is one of its processes (DDP; rank 0 prints and writes).
     """
-    console = console or Console()
+    console = console or make_console()
     if (resume is None) == (out is None):
         raise ConfigError("give either RECIPE --out RUN_DIR, or --resume RUN_DIR")
     if resume is not None:

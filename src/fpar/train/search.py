@@ -45,6 +45,7 @@ from fpar.config import Recipe, comparable, load_recipe, to_dict
 from fpar.errors import ConfigError, one_line
 from fpar.io.atomic import write_atomic
 from fpar.train.run import ALL_USERS, make_plan, resolved, train_run
+from fpar.terminal import make_console
 
 ALPHA_RANGE = (0.01, 10.0)
 LR_SCALE_RANGE = (0.1, 10.0)
@@ -151,7 +152,7 @@ def search_alpha(recipe: str | Path, out: Path, trials: int, overrides: list[str
     """
     import optuna
 
-    console = console or Console()
+    console = console or make_console()
     if trials < 1:
         raise ConfigError(f"--trials {trials}: give at least 1")
     low, high = alpha_range

@@ -53,6 +53,7 @@ from fpar.train.loop import AMP_MODES, epoch_seed, metrics_csv, pick_device, see
 from fpar.train.run import claim_dir, resolved
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, make_optimizer, make_scheduler, trained_lrs
+from fpar.terminal import make_console
 
 BACKBONE_NAME = "backbone.pt"
 WARMUP_COLUMNS = ("epoch", "train_loss", "train_acc", "check_acc", "seconds")
@@ -72,7 +73,7 @@ def warm_up(recipe: WarmupRecipe, out: Path, console: Console | None = None) -> 
     A finished warm-up (its backbone.pt exists, same recipe) is not redone; a run cut short starts
     over (about three minutes in the demo).
     """
-    console = console or Console()
+    console = console or make_console()
     if not isinstance(recipe, WarmupRecipe):
         raise ConfigError("warm-up: load the recipe with schema=WarmupRecipe (it needs a corpus section)")
     recipe = resolved(recipe)
