@@ -227,3 +227,21 @@ def test_brackets_in_folder_names_print_as_they_are(make_root, tmp_path, monkeyp
         main()  # the console script's error line
     assert exit_info.value.code == 1
     assert f"error: {missing}: dataset root not found" in capsys.readouterr().out
+
+
+def test_files_that_links_take_outside_the_root_are_noted(make_root, tmp_path) -> None:
+    # a root from someone else could link any image of this machine into its instances
+    root = make_root("course", instances=(FakeInstance("S1", "open_jam", "1"), FakeInstance("S2", "take_cup", "1")))
+    elsewhere = tmp_path / "elsewhere"
+    frames = root / "processed_frames2/S2/take_cup/1/rgb"
+    shutil.move(frames, elsewhere)
+    frames.symlink_to(elsewhere)  # a folder link; a file link counts the same
+    inside = root / "processed_frames2/S1/open_jam/1/rgb"
+    (inside / "rgb0002.png").unlink()
+    (inside / "rgb0002.png").symlink_to(inside / "rgb0001.png")  # a link within the root is not noted
+    report = check_root(root, frames=7, flow_stack=5)
+    assert report.clean  # a note, not a problem: roots linked together from several disks are common
+    assert [(p.relative_to(root).as_posix(), t.parent) for p, t in report.outside] == [
+        (f"processed_frames2/S2/take_cup/1/rgb/rgb{k:04d}.png", elsewhere.resolve()) for k in range(1, 11)]
+    result = runner.invoke(app, ["data", "check", str(root)], terminal_width=400)
+    assert "note: 10 file(s) lie outside the root through symbolic links (e.g. " in result.output

@@ -22,9 +22,10 @@ to skip it.
 
 from __future__ import annotations
 
+import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -59,6 +60,7 @@ class CheckReport:
     frames: int
     flow_stack: int
     images_read: bool
+    outside: list[tuple[Path, Path]] = field(default_factory=list)  # (file, where its links lead) off the root
 
     @property
     def clean(self) -> bool:
@@ -118,6 +120,15 @@ def _all_files(sample: Sample) -> list[Path]:
     return [*sample.frames, *sample.flow_x, *sample.flow_y, *sample.mmaps]
 
 
+def outside_root(root: Path, files: list[Path]) -> list[tuple[Path, Path]]:
+    """The files that symbolic links (of the file or of a folder on its way) take out of `root`,
+    with where they lead. Not a problem: a root linked together from several disks is common; but a
+    root from someone else could so read any image on this machine, so the check says so."""
+    base = os.path.realpath(root)
+    real = ((path, os.path.realpath(path)) for path in files)
+    return [(path, Path(target)) for path, target in real if os.path.commonpath((base, target)) != base]
+
+
 def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_stack: int = 5,
                read_images: bool = True, progress: bool = False) -> CheckReport:
     """Validate a dataset root for clips of N=`frames` frames and L=`flow_stack` flows.
@@ -137,7 +148,8 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
     if read_images:
         problems += _unreadable([p for s in found.samples for p in _all_files(s)], progress)
     problems.sort(key=lambda p: str(p.path))
-    return CheckReport(found, problems, frames, flow_stack, read_images)
+    outside = outside_root(found.root, [p for s in found.samples for p in _all_files(s)])
+    return CheckReport(found, problems, frames, flow_stack, read_images, outside)
 
 
 def _nothing_found(found: Discovery) -> str:
@@ -262,6 +274,12 @@ def print_report(report: CheckReport, console: Console, exclude: list[str] | tup
         notes += 1
         console.print(labelled("note:", "cyan", f"{len(repeating)} instance(s) have fewer than N={report.frames} frames "
                       f"(e.g. {repeating[0].id}: {repeating[0].n_frames}): their clips repeat frames, as in Ego-RNN"),
+                      soft_wrap=True)
+    if report.outside:
+        notes += 1
+        path, target = report.outside[0]
+        console.print(labelled("note:", "cyan", f"{len(report.outside)} file(s) lie outside the root through "
+                               f"symbolic links (e.g. {path} -> {target}); they are read as part of this data set"),
                       soft_wrap=True)
     if not report.images_read:
         console.print("images not decoded (--quick)")
