@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fpar.errors import ConfigError, one_line
@@ -215,7 +215,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             merged = OmegaConf.merge(merged, given[-1])
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"{path}: {_one_line(exc)}") from exc
+            raise ConfigError(f"{path}: {_refused_stage(schema, given[-1])}{_one_line(exc)}") from exc
     for item in overrides or ():
         given.append(_apply_override(merged, str(item)))
     recipe = OmegaConf.to_object(merged)
@@ -249,6 +249,19 @@ def _read_yaml(path: Path) -> Any:
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path}: a recipe is a YAML mapping with data, model, train and stages sections")
     return loaded
+
+
+def _refused_stage(schema: type, values: DictConfig) -> str:
+    """"stages[i] (name)." for the first stage of a recipe file the schema refuses, else "": OmegaConf
+    names only the key of a list item ("epoch: Key 'epoch' not in 'StageConfig'"), not its stage."""
+    stages = values.get("stages")
+    for index, stage in enumerate(stages if isinstance(stages, ListConfig) else []):
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), {"stages": [stage]})
+        except OmegaConfBaseException:
+            name = stage.get("name") if isinstance(stage, DictConfig) else None
+            return f"stages[{index}]{f' ({name})' if name else ''}."
+    return ""
 
 
 def _apply_override(merged: Any, item: str) -> Any:
@@ -314,11 +327,16 @@ def check_model_config(cfg: ModelConfig) -> ModelConfig:
         value = getattr(checked, key)
         if value < least:
             why = " (layer4 is 32x smaller; 224 is the reference, 112 the demo)" if key == "image_size" else ""
-            raise ConfigError(f"model.{key} must be at least {least}, got {value}{why}")
+            raise ConfigError(f"{_model_key(key)} must be at least {least}, got {value}{why}")
     for key, most in _MODEL_MAXIMA.items():
         if getattr(checked, key) > most:
-            raise ConfigError(f"model.{key} must be at most {most}, got {getattr(checked, key)}")
+            raise ConfigError(f"{_model_key(key)} must be at most {most}, got {getattr(checked, key)}")
     return checked
+
+
+def _model_key(key: str) -> str:
+    """How a message names a ModelConfig field: N, L and the size by the `data` key a recipe sets."""
+    return f"data.{key} (model.{key})" if key in SHARED_KEYS else f"model.{key}"
 
 
 # Recipe values outside these (inclusive) ranges are refused before a run dir is written.

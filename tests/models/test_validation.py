@@ -17,12 +17,12 @@ from fpar.models import build_model
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"num_classes": 0}, "model.num_classes must be at least 1, got 0"),
-    ({"frames": 0}, "model.frames must be at least 1, got 0"),
-    ({"flow_stack": -1}, "model.flow_stack must be at least 1, got -1"),
-    ({"image_size": 31}, "model.image_size must be at least 32, got 31"),
-    ({"image_size": 513}, "model.image_size must be at most 512, got 513"),
+    ({"frames": 0}, "data.frames (model.frames) must be at least 1, got 0"),
+    ({"flow_stack": -1}, "data.flow_stack (model.flow_stack) must be at least 1, got -1"),
+    ({"image_size": 31}, "data.image_size (model.image_size) must be at least 32, got 31"),
+    ({"image_size": 513}, "data.image_size (model.image_size) must be at most 512, got 513"),
     ({"mem_size": 2049}, "model.mem_size must be at most 2048, got 2049"),
-    ({"frames": 129}, "model.frames must be at most 128, got 129"),
+    ({"frames": 129}, "data.frames (model.frames) must be at most 128, got 129"),
     ({"frames": "seven"}, "frames: Value 'seven' of type 'str' could not be converted to Integer"),
     ({"frames": 7.5}, "frames: Value '7.5' of type 'float' could not be converted to Integer"),
     ({"image_size": None}, "image_size: Incompatible value 'None'"),
@@ -72,7 +72,7 @@ def test_models_verb_refuses_zero_classes_and_a_tiny_size() -> None:
     assert zero.exit_code == 1 and isinstance(zero.exception, ConfigError)
     assert str(zero.exception) == "model.num_classes must be at least 1, got 0"
     tiny = runner.invoke(app, ["models", "--image-size", "16"])
-    assert tiny.exit_code == 1 and "model.image_size must be at least 32, got 16" in str(tiny.exception)
+    assert tiny.exit_code == 1 and "data.image_size (model.image_size) must be at least 32, got 16" in str(tiny.exception)
 
 
 def test_models_help_says_which_sizes_are_meaningful() -> None:
