@@ -150,10 +150,12 @@ def test_a_bad_entry_is_made_again(tmp_path: Path, content) -> None:
     assert np.load(entry, allow_pickle=False).dtype == np.uint8  # rewritten
 
 
-def test_a_folder_that_cannot_be_written_warns_once_and_loading_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["under a file", "under /proc"])
+def test_a_folder_that_cannot_be_written_warns_once_and_loading_goes_on(tmp_path: Path, where: str) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
-    cache, source = FrameCache(blocker / "cache"), _image_file(tmp_path / "a.png", 10)
+    folder = blocker / "cache" if where == "under a file" else Path("/proc/fpar-no-such/cache")  # ENOENT there
+    cache, source = FrameCache(folder), _image_file(tmp_path / "a.png", 10)
     make, calls = _loader(10)
     with pytest.warns(UserWarning, match="cannot write"):
         assert cache.load(source, "v", make, 1, 6)[0, 0, 0] == 10

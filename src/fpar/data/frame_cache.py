@@ -127,20 +127,27 @@ class FrameCache:
         """Write `entry` atomically; stop caching (one warning) where the folder cannot be written
         or its disk is nearly full: a cache must never fill the disk that checkpoints go to."""
         temp = entry.with_name(f".{entry.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
+        try:  # a folder that cannot be made (even with ENOENT, as under /proc) stops the cache
             entry.parent.mkdir(parents=True, exist_ok=True)
             if shutil.disk_usage(entry.parent).free < MIN_FREE_BYTES:
                 raise OSError(errno.ENOSPC, f"less than {MIN_FREE_BYTES // 2**30} GiB free")
+        except OSError as exc:
+            self._stop(exc)
+            return
+        try:
             with temp.open("wb") as handle:
                 np.save(handle, np.ascontiguousarray(image), allow_pickle=False)
             os.replace(temp, entry)
         except FileNotFoundError:  # `clear` removed the subfolder or the temporary file meanwhile
             _remove(temp)
         except OSError as exc:
-            self._writable = False
             _remove(temp)
-            warnings.warn(f"frame cache {self.folder}: cannot write ({exc.strerror or exc}); "
-                          "loading goes on without caching", stacklevel=3)
+            self._stop(exc)
+
+    def _stop(self, exc: OSError) -> None:
+        self._writable = False
+        warnings.warn(f"frame cache {self.folder}: cannot write ({exc.strerror or exc}); "
+                      "loading goes on without caching", stacklevel=4)
 
 
 def _remove(path: Path) -> None:
