@@ -122,3 +122,18 @@ def test_uniform_flow_is_normalised_with_the_flow_statistics() -> None:
 def test_image_size_cannot_exceed_resize() -> None:
     with pytest.raises(ConfigError, match="image_size"):
         ClipTransform(image_size=256, resize=224)
+
+
+def test_motion_maps_shrink_to_the_pixel_under_each_centre_as_pil_does() -> None:
+    # the reference resizes its mode-"1" maps with PIL, whose nearest reads the source pixel under
+    # each output pixel's centre; torch's plain NEAREST would read the top-left one
+    import numpy as np
+    from PIL import Image
+
+    columns = torch.arange(64) % 2 == 1  # odd columns move: halving keeps them all, or none
+    mmap = torch.where(columns, 255, 0).to(torch.uint8).expand(1, 48, 64).clone()
+    transform = ClipTransform(image_size=24, resize=24, train=False)
+    labels = transform.mmaps([mmap], ClipParams())[0]
+    assert labels.shape == (24, 24) and bool(labels.all())
+    pil = Image.fromarray(mmap[0].numpy()).convert("1").resize((32, 24))
+    assert (np.array(pil)[:, 4:28] == labels.numpy().astype(bool)).all()

@@ -81,7 +81,7 @@ def test_ms_model_scores_motion_maps_against_the_given_ones(tmp_path, prepared_r
     model, batch = _direct_logits(run, prepared_root)
     with torch.no_grad():
         ms = model(batch).ms_logits  # (B, T, 2, s, s)
-    given = F.interpolate(batch["mmaps"].float(), size=ms.shape[-2:], mode="nearest").bool()
+    given = F.interpolate(batch["mmaps"].float(), size=ms.shape[-2:], mode="nearest-exact").bool()
     predicted = ms.argmax(dim=2) == 1
     motion = metrics["motion"]
     assert motion["pixels"] == given.numel() and motion["frames"] == given.shape[0] * given.shape[1]

@@ -223,3 +223,18 @@ def test_comparison_figure_keeps_a_runs_colour_in_every_panel(tmp_path, monkeypa
     figures.comparison_figure(runs, tmp_path / "curves.png")
     assert set(drawn) == {"rgb", "rgb_ms"}
     assert all(len(colours) == 1 for colours in drawn.values()) and drawn["rgb"] != drawn["rgb_ms"]
+
+
+def test_report_evaluates_each_model_as_ego_rnn_does(tmp_path, prepared_root) -> None:
+    # eval-run-flow.py averages 5 flow windows; the RGB and joint two-stream evaluations read one
+    rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
+    flow = make_run(tmp_path / "flow", prepared_root, "flow")
+    evaluate_run(flow.root, progress=False)  # a 1-window evaluation is redone, not reused
+    report = build_report([rgb.root, flow.root], tmp_path / "report", progress=False)
+    saved = {run.root.name: json.loads((run.eval_dir() / "metrics.json").read_text()) for run in (rgb, flow)}
+    assert (saved["rgb"]["segments"], saved["flow"]["segments"]) == (1, 5)
+    table = report.table_md.read_text()
+    flow_line = next(line for line in table.splitlines() if line.startswith("| flow "))
+    rgb_line = next(line for line in table.splitlines() if line.startswith("| rgb "))
+    assert "5 flow windows averaged" in flow_line and "windows" not in rgb_line
+    assert f"{100 * saved['flow']['accuracy']:.2f}" in flow_line

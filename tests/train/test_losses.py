@@ -18,6 +18,23 @@ def test_motion_targets_resize_nearest_keeps_labels() -> None:
     assert targets[0, 0].tolist() == [[0, 1], [0, 0]]
 
 
+def test_motion_targets_read_the_centre_of_each_cell_as_pil_does() -> None:
+    # 224 -> 7: the label of cell (i, j) is the map's pixel (16 + 32 i, 16 + 32 j), as PIL's nearest
+    # resize of the reference's mode-"1" maps gives it, not the cell's top-left pixel
+    import numpy as np
+    from PIL import Image
+
+    maps = torch.zeros(1, 1, 224, 224, dtype=torch.int64)
+    maps[0, 0, 16::32, 48::32] = 1  # centres of the cells from column 1 on
+    maps[0, 0, 0::32, 0::32] = 1  # top-left corners of every cell
+    targets = motion_targets(maps, 7)[0, 0]
+    expected = torch.zeros(7, 7, dtype=torch.int64)
+    expected[:, 1:] = 1
+    assert torch.equal(targets, expected)
+    pil = Image.fromarray(maps[0, 0].numpy().astype("uint8") * 255).convert("1").resize((7, 7))
+    assert torch.equal(targets, torch.from_numpy(np.array(pil)).long())
+
+
 def test_ms_cross_entropy_is_the_mean_over_batch_frames_positions() -> None:
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 2, 2, 2)  # B, T, K, s, s

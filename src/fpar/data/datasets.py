@@ -56,7 +56,7 @@ from fpar.data.sampling import SEGMENT_RULES, eval_flow_start, flow_window, fram
 from fpar.data.transforms import ClipParams, ClipTransform
 from fpar.errors import ConfigError, DataError
 
-BILINEAR, NEAREST = InterpolationMode.BILINEAR, InterpolationMode.NEAREST
+BILINEAR, NEAREST = InterpolationMode.BILINEAR, InterpolationMode.NEAREST_EXACT  # motion maps: `transforms`
 
 
 def read_image(path: Path, gray: bool = False) -> torch.Tensor:

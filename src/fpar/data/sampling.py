@@ -27,6 +27,12 @@ def frame_positions(n_frames: int, count: int) -> list[int]:
     than asked (n < N) positions repeat (e.g. n=3, N=5 gives 1, 1, 1, 2, 2), as they do there:
     the reference keeps every instance of at least 5 frames whatever N, and so do the datasets
     (`layout.unusable_reason`). The rule itself is defined for any n >= 2.
+
+    Positions count from the instance's first file in either layout: on Ego-RNN's (files from
+    0) they are its file numbers, as there; on the course layout (files from 1: `rgb0001.png`)
+    position p is file p + 1, the same frames in time. The MS followers of Ego-RNN apply the
+    formula to the course layout's file numbers instead, so they read one file earlier (files
+    1..n-1 against our 2..n); ours keeps one rule for both layouts.
     """
     if count < 1:
         raise ValueError(f"frame count must be >= 1, got {count}")

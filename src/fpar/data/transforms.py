@@ -12,7 +12,9 @@ so the demo can run at 112 (resize 128) with the same code:
 
 Then RGB is normalised with ImageNet's mean/std, flow (8-bit grayscale) with their averages
 (0.449, 0.226) as the reference does; motion maps are resized nearest-neighbour, never
-normalised, and come out as 0/1 labels. On a flip, x-flow images are also inverted
+normalised, and come out as 0/1 labels. Nearest-neighbour as PIL computes it, which the reference
+used on its mode-"1" maps: each output pixel reads the source pixel under its centre
+(`NEAREST_EXACT`); torch's plain `NEAREST` reads the top-left one, half a pixel off. On a flip, x-flow images are also inverted
 (255 - v): mirroring the image reverses horizontal motion, and 8-bit flow stores -u as 255 - u.
 
 Deliberate differences from the reference: its top-right and bottom-left crops start at pixel 1
@@ -121,7 +123,7 @@ class ClipTransform:
 
     def mmaps(self, maps: Sequence[torch.Tensor], params: ClipParams) -> torch.Tensor:
         """(T, S, S) int64 labels, 1 = moving; nearest-neighbour so no label is blended."""
-        clip = torch.stack([self._geometry(m, params, InterpolationMode.NEAREST) for m in maps])
+        clip = torch.stack([self._geometry(m, params, InterpolationMode.NEAREST_EXACT) for m in maps])
         return (clip[:, 0] > MAP_THRESHOLD).long()
 
     def _geometry(self, image: torch.Tensor, params: ClipParams, interpolation: InterpolationMode,

@@ -9,7 +9,9 @@ Related or not: a source must hold the whole backbone of at least one of the mod
 (`streams.<key>.backbone.*`, every tensor with its shape). A checkpoint of an unrelated model
 (a flow run into an rgb model) loads nothing useful, so it is an error that shows the key report,
 raised before anything trains or is written. A classifier trained on other class names is not
-loaded (its rows would mean other classes), and the report says so.
+loaded (its rows would mean other classes), and the report says so; nor is a classifier of another
+size, even in part: two_stream's joint fc (1024 inputs) would otherwise take a stream run's bias,
+whose shape (the classes) fits, where Ego-RNN's joint model starts a fresh `nn.Linear`.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Source:
     text: str
     path: Path
     state: dict[str, Tensor]
-    skipped_classifier: bool
+    skipped_classifier: str  # why the source's classifier is not loaded, or ""
 
 
 def read_source(text: str, model: nn.Module, class_names: list[str]) -> Source:
@@ -76,11 +78,15 @@ def read_source(text: str, model: nn.Module, class_names: list[str]) -> Source:
                                   f"stages.0.init_from=[RUN_DIR:stage1]")
         raise CheckpointError(f"{path}: init_from {text!r}: checkpoint not found")
     checkpoint = read_checkpoint(path)
-    state = checkpoint.state_dict
-    skipped = checkpoint.meta.class_names != list(class_names)
+    state, own = checkpoint.state_dict, model.state_dict()
+    head = {k: v for k, v in state.items() if k.startswith(CLASSIFIER_PREFIX)}
+    skipped = ""
+    if checkpoint.meta.class_names != list(class_names):
+        skipped = "other class names"
+    elif any(k not in own or own[k].shape != v.shape for k, v in head.items()):
+        skipped = "another size; this model's is new"
     if skipped:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIX)}
-    own = model.state_dict()
+        state = {k: v for k, v in state.items() if k not in head}
     streams = sorted({k.split(".")[1] for k in own if k.startswith("streams.")})
     fits = [s for s in streams if all(k in state and state[k].shape == v.shape
                                       for k, v in own.items() if k.startswith(f"streams.{s}.backbone."))]
@@ -95,5 +101,5 @@ def load_source(model: nn.Module, source: Source) -> str:
     """Load what fits; a one-line report of what did not."""
     report = load_partial_state(model, source.state)
     loaded = len(source.state) - len(report.unexpected) - len(report.mismatched)
-    note = "; classifier not loaded (other class names)" if source.skipped_classifier else ""
+    note = f"; classifier not loaded ({source.skipped_classifier})" if source.skipped_classifier else ""
     return f"init_from {source.path}: loaded {loaded} tensors; {describe(report)}{note}"

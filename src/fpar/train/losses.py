@@ -3,7 +3,10 @@
 L_ms compares the MS head's per-frame prediction on layer4's s x s positions with the motion
 maps. The dataset gives the maps at the crop size (T, S, S) with the clip's flip and crop already
 applied, so here they only need resizing, nearest-neighbour, to s x s: the resize lives in the
-loss, where s is known from the logits, and no label is ever blended.
+loss, where s is known from the logits, and no label is ever blended. Each of the s x s labels is
+the map's pixel at the centre of its cell, as PIL's nearest resize gives it (the MS baseline
+resizes its mode-"1" maps to 7x7 with PIL); torch's "nearest" would take the cell's top-left
+pixel, half a layer4 cell up and left of the features that predict it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from fpar.models.model import ModelOutput
 
 
 def motion_targets(mmaps: Tensor, side: int) -> Tensor:
-    """(B, T, S, S) 0/1 maps -> (B, T, side, side) int64 labels, resized nearest-neighbour."""
-    resized = F.interpolate(mmaps.float(), size=(side, side), mode="nearest")
+    """(B, T, S, S) 0/1 maps -> (B, T, side, side) int64 labels: each cell's centre pixel."""
+    resized = F.interpolate(mmaps.float(), size=(side, side), mode="nearest-exact")
     return resized.long()
 
 
@@ -27,7 +30,10 @@ def ms_loss(ms_logits: Tensor, mmaps: Tensor) -> Tensor:
     """L_ms: the mean over batch, frames and positions of the per-position loss.
 
     `ms_logits` (B, T, K, s, s): K = 2 gives per-pixel cross entropy (not moving / moving); K = 1
-    is the regression variant (sigmoid, then squared error against 0/1).
+    is the regression variant (sigmoid, then squared error against 0/1). One MS follower's
+    regression target is instead a gray map shrunk bilinearly to s x s (a share of moving pixels
+    per cell); ours keeps the 0/1 labels of the classification variant, so the two variants learn
+    the same targets and differ only in the loss.
     """
     batch, steps, outputs, side, _ = ms_logits.shape
     targets = motion_targets(mmaps, side)
