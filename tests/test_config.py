@@ -59,6 +59,9 @@ def test_unknown_key_in_stage_is_an_error(tmp_path: Path) -> None:
     path.write_text("stages:\n  - name: s1\n    epochs: 3\n  - name: s2\n    epochz: 3\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: stages\[1\] \(s2\)\.epochz: Key 'epochz' not in 'StageConfig'"):
         load_recipe(path)  # the stage is named: OmegaConf names only the key
+    path.write_text("stages:\n  - name: ${nope}\n    epochz: 3\n")  # a name that does not resolve
+    with pytest.raises(ConfigError, match=r"bad\.yaml: stages\[0\] \(\$\{nope\}\)\.epochz: Key 'epochz'"):
+        load_recipe(path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

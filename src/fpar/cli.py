@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fpar.config import DataConfig
+from fpar.config import MODEL_MAXIMA, DataConfig
 from fpar.data.synthetic.presets import DEFAULT_CLASSES, OBJECTS, TINY_CLASSES, VERBS, SynthConfig
 from fpar.errors import FparError, one_line
 from fpar.explain.limits import MAX_FRAMES, MAX_MEGABYTES
@@ -396,7 +396,8 @@ def import_egornn_verb(
     checkpoint: Annotated[Path, typer.Argument(help="State dict file published with Ego-RNN.")],
     model: Annotated[str, typer.Option("--model", help="Which Ego-RNN model it is: rgb, flow or two_stream.")],
     out: Annotated[Path, typer.Option("--out", help="fpar checkpoint to write.")],
-    frames: Annotated[int, typer.Option("--frames", help="N frames per clip to store (Ego-RNN used 25).")] = 25,
+    frames: Annotated[int, typer.Option("--frames", help="N frames per clip to store (Ego-RNN used 25).",
+                                        min=1, max=MODEL_MAXIMA["frames"])] = 25,
     classes: Annotated[
         Optional[Path], typer.Option("--classes", help="Text file with one class name a line, in class-id order.")
     ] = None,
@@ -497,9 +498,9 @@ def eval_verb(
     checkpoint: Annotated[str, typer.Option(help="best (by validation accuracy) or last.")] = "best",
     split: Annotated[str, typer.Option(help="test (the held-out user) or val.")] = "test",
     segments: Annotated[Optional[int], typer.Option(
-        help="Flow windows averaged per sample (flow-reading models; the reference's flow evaluation uses "
-             "several). With --fuse: the flow runs' count (RGB runs read one clip); unset, each run's saved "
-             "evaluation is used whatever its count.", show_default="1")] = None,
+        help="Flow windows averaged per sample (flow-reading models). With --fuse: the flow runs' count (RGB "
+             "runs read one clip); unset, each run's saved evaluation is used whatever its count.",
+        show_default="Ego-RNN's protocol: 5 for a flow run, 1 for the others")] = None,
     fuse: Annotated[bool, typer.Option("--fuse", help="Late fusion of the runs' saved scores: softmax, then "
                                                       "the weighted mean of the probabilities.")] = False,
     weights: Annotated[Optional[str], typer.Option(help="--fuse: comma-separated weights, one per run.",
@@ -541,7 +542,7 @@ def eval_verb(
             raise FparError(f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --fuse (late fusion of "
                             "the runs); without it each run is evaluated on its own")
         results = [result for run in runs
-                   for result in evaluate_path(run, checkpoint, split, segments=1 if segments is None else segments,
+                   for result in evaluate_path(run, checkpoint, split, segments=segments,
                                                  **options)]
     from fpar.evaluate.outputs import summary_line
 

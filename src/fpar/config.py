@@ -8,7 +8,6 @@ YAML file with the sections `data`, `model`, `train` and `stages`; nothing inher
 from __future__ import annotations
 
 import math
-
 import os
 import re
 from dataclasses import dataclass, field
@@ -259,8 +258,9 @@ def _refused_stage(schema: type, values: DictConfig) -> str:
         try:
             OmegaConf.merge(OmegaConf.structured(schema), {"stages": [stage]})
         except OmegaConfBaseException:
-            name = stage.get("name") if isinstance(stage, DictConfig) else None
-            return f"stages[{index}]{f' ({name})' if name else ''}."
+            plain = OmegaConf.to_container(stage, resolve=False) if isinstance(stage, DictConfig) else None
+            name = plain.get("name") if isinstance(plain, dict) else None
+            return f"stages[{index}]{f' ({name})' if isinstance(name, str) and name else ''}."
     return ""
 
 
@@ -310,14 +310,14 @@ _MODEL_MINIMA = {"num_classes": 1, "frames": 1, "flow_stack": 1, "image_size": 3
 # ... and at most this: far above the reference (61 classes, N=7..25, L=5, 224, 512 channels), well
 # under what a model, its CAM buffers or the MS head's fc (side^4 weights: 512 gives 13M) can hold.
 # A checkpoint's config is untrusted: without a bound, a few bytes of header could ask for any size.
-_MODEL_MAXIMA = {"num_classes": 10_000, "frames": 128, "flow_stack": 32, "image_size": 512, "mem_size": 2048}
+MODEL_MAXIMA = {"num_classes": 10_000, "frames": 128, "flow_stack": 32, "image_size": 512, "mem_size": 2048}
 
 
 def check_model_config(cfg: ModelConfig) -> ModelConfig:
     """`cfg` validated as a recipe's `model` section is: through the structured config (a value
     OmegaConf cannot convert to the field's type, e.g. frames="seven", is a ConfigError; one it
     converts, e.g. frames="7", is converted), then the ranges: at least one class, frame and flow,
-    image_size >= 32 (smaller leaves layer4 empty), and the upper bounds of `_MODEL_MAXIMA`.
+    image_size >= 32 (smaller leaves layer4 empty), and the upper bounds of `MODEL_MAXIMA`.
     Returns the validated copy.
     """
     if not isinstance(cfg, ModelConfig):
@@ -328,7 +328,7 @@ def check_model_config(cfg: ModelConfig) -> ModelConfig:
         if value < least:
             why = " (layer4 is 32x smaller; 224 is the reference, 112 the demo)" if key == "image_size" else ""
             raise ConfigError(f"{_model_key(key)} must be at least {least}, got {value}{why}")
-    for key, most in _MODEL_MAXIMA.items():
+    for key, most in MODEL_MAXIMA.items():
         if getattr(checked, key) > most:
             raise ConfigError(f"{_model_key(key)} must be at most {most}, got {getattr(checked, key)}")
     return checked
@@ -349,7 +349,7 @@ def check_ranges(recipe: Recipe) -> None:
     for key, (least, most) in _RECIPE_RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(recipe, section), name)
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
         if value < least or (most is not None and value > most):
             bound = f"at least {least}" if most is None else f"from {least} to {most}"

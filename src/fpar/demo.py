@@ -39,9 +39,9 @@ from fpar.io.atomic import write_atomic
 from fpar.io.labels import read_labels
 from fpar.pipeline import MODELS, TRAIN_DIR, Pipeline
 from fpar.prepare import PrepareSettings, evaluate, prepare
+from fpar.terminal import make_console
 from fpar.train.search import search_alpha
 from fpar.train.warmup import warm_up
-from fpar.terminal import make_console
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # the repository's configs/demo
 RECIPES_ROOT = "runs/demo"  # where configs/demo name their inputs and outputs

@@ -26,9 +26,9 @@ from fpar.errors import ConfigError
 from fpar.evaluate.report import Report, build_report
 from fpar.explain.run import run_cam, sheet_path
 from fpar.io.atomic import write_atomic
+from fpar.terminal import labelled, make_console
 from fpar.train.rundir import RunDir
 from fpar.train.run import make_plan, train_run
-from fpar.terminal import labelled, make_console
 
 # Training order: each model after the runs its recipe's init_from names.
 MODELS = ("rgb", "flow", "rgb_ms", "rgb_ms_feedback", "two_stream")

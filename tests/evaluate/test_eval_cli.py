@@ -42,6 +42,8 @@ def test_fusion_options_without_fuse_are_refused_not_ignored(tmp_path) -> None:
         result = runner.invoke(app, ["eval", str(tmp_path / "a"), str(tmp_path / "b"), *extra])
         assert result.exit_code == 1 and not (tmp_path / "f").exists()
         assert str(result.exception).startswith(f"{extra[0]} needs --fuse (late fusion of the runs)")
+    both = runner.invoke(app, ["eval", str(tmp_path / "a"), "--weights", "1,1.5", "--out", str(tmp_path / "f")])
+    assert str(both.exception).startswith("--weights and --out need --fuse")
 
 
 def test_a_batch_size_under_one_is_refused(tmp_path, prepared_root) -> None:

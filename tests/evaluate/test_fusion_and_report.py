@@ -225,11 +225,10 @@ def test_comparison_figure_keeps_a_runs_colour_in_every_panel(tmp_path, monkeypa
     assert all(len(colours) == 1 for colours in drawn.values()) and drawn["rgb"] != drawn["rgb_ms"]
 
 
-def test_report_evaluates_each_model_as_ego_rnn_does(tmp_path, prepared_root) -> None:
+def test_each_model_is_evaluated_as_ego_rnn_does_by_default(tmp_path, prepared_root) -> None:
     # eval-run-flow.py averages 5 flow windows; the RGB and joint two-stream evaluations read one
     rgb = make_run(tmp_path / "rgb", prepared_root, "rgb")
     flow = make_run(tmp_path / "flow", prepared_root, "flow")
-    evaluate_run(flow.root, progress=False)  # a 1-window evaluation is redone, not reused
     report = build_report([rgb.root, flow.root], tmp_path / "report", progress=False)
     saved = {run.root.name: json.loads((run.eval_dir() / "metrics.json").read_text()) for run in (rgb, flow)}
     assert (saved["rgb"]["segments"], saved["flow"]["segments"]) == (1, 5)
@@ -238,3 +237,7 @@ def test_report_evaluates_each_model_as_ego_rnn_does(tmp_path, prepared_root) ->
     rgb_line = next(line for line in table.splitlines() if line.startswith("| rgb "))
     assert "5 flow windows averaged" in flow_line and "windows" not in rgb_line
     assert f"{100 * saved['flow']['accuracy']:.2f}" in flow_line
+    evaluate_run(flow.root, segments=1, progress=False)  # the user's own count is shown as it is
+    table = build_report([flow.root], tmp_path / "report", progress=False).table_md.read_text()
+    assert json.loads((flow.eval_dir() / "metrics.json").read_text())["segments"] == 1
+    assert "windows" not in next(line for line in table.splitlines() if line.startswith("| flow "))

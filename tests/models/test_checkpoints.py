@@ -131,6 +131,7 @@ def _crafted(saved: Path, folder: Path, name: str, **changes: object) -> Path:
     ({"normalization": {"rgb": {"mean": [0.5, 0.5], "std": [1, 1]}}}, "of 1 or 3 finite numbers"),
     ({"normalization": {"rgb": {"mean": [float("nan")], "std": [1.0]}}}, "normalization of 'rgb'"),
     ({"normalization": {"depth": {"mean": [0.5], "std": [1.0]}}}, r"input keys \(rgb, flow\)"),
+    ({"normalization": {"rgb": {"mean": [10**400], "std": [1.0]}}}, "normalization of 'rgb'"),  # past float
     ({"extra": [1]}, r"extra is not a mapping"),
     ({"config": {"mem_size": 1_000_000}}, "model.mem_size must be at most 2048"),
 ])
@@ -185,7 +186,7 @@ def test_a_checkpoint_with_compressed_entries_is_refused(saved: tuple[Path, torc
 def test_a_run_folder_given_as_a_checkpoint_points_at_its_checkpoint(saved: tuple[Path, torch.nn.Module],
                                                                      tmp_path: Path) -> None:
     run = saved[0].parent  # holds best.pt
-    with pytest.raises(CheckpointError, match=rf"^{run}: a folder, not a checkpoint file; its best\.pt\?$"):
+    with pytest.raises(CheckpointError, match=rf"^{run}: a folder, not the checkpoint file; its best\.pt\?$"):
         load_model(run)
-    with pytest.raises(CheckpointError, match=rf"^{tmp_path}: a folder, not a checkpoint file$"):
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path}: a folder, not the checkpoint file$"):
         load_model(tmp_path)

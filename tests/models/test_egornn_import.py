@@ -248,3 +248,9 @@ def test_cli_import_egornn_class_file_that_is_not_utf8_is_one_line(tmp_path: Pat
                                       str(tmp_path / "flow.pt"), "--classes", str(classes)])
     assert isinstance(result.exception, FparError)  # main() prints it in one line, exit code 1
     assert str(result.exception).startswith(f"{classes}: class-name file is not UTF-8 text")
+
+
+def test_cli_refuses_a_frame_count_out_of_range_before_reading_the_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["import-egornn", str(tmp_path / "absent.pth"), "--model", "rgb",
+                                      "--out", str(tmp_path / "out.pt"), "--frames", "200"])
+    assert result.exit_code == 2 and "--frames" in result.output  # a usage error, not the weights file's

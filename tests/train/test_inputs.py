@@ -58,6 +58,7 @@ def test_model_that_does_not_fit_the_data(prepared_root: Path, tmp_path: Path, m
     ("train.alpha=-1", "train.alpha must be at least 0, got -1.0"),  # would maximise L_ms
     ("train.alpha=nan", "train.alpha must be a finite number, got nan"),
     ("train.alpha=inf", "train.alpha must be a finite number, got inf"),
+    (f"train.seed={10**400}", "train.seed must be from 0 to 4294967295, got 1000"),  # an int past float's range
 ])
 def test_a_value_out_of_range_is_refused_before_the_run_dir_is_written(prepared_root: Path, tmp_path: Path,
                                                                        override: str, message: str) -> None:

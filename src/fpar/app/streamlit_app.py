@@ -130,7 +130,7 @@ def run_models(upload, entries: list[Entry], labels: list[str], method: str, alp
             results = []
             for i, entry in enumerate(entries):
                 def progress(what: str, done: int, total: int, i: int = i, label: str = labels[i]) -> None:
-                    bar.progress(min(1.0, (i + done / max(total, 1)) / len(entries)), text=f"{label}: {what}")
+                    bar.progress(min(1.0, (i + done / max(total, 1)) / len(entries)), text=plain(f"{label}: {what}"))
 
                 modified = checkpoint_time(entry.path)
                 model, meta = cached_model(str(entry.path), modified)

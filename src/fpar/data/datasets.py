@@ -53,10 +53,10 @@ from fpar.data.frame_cache import FrameCache
 from fpar.data.images import read_image as read_array
 from fpar.data.layout import RGB_SPANS, Sample, unusable_reason
 from fpar.data.sampling import SEGMENT_RULES, eval_flow_start, flow_window, frame_positions, train_flow_start
-from fpar.data.transforms import ClipParams, ClipTransform
+from fpar.data.transforms import MAP_INTERPOLATION, ClipParams, ClipTransform
 from fpar.errors import ConfigError, DataError
 
-BILINEAR, NEAREST = InterpolationMode.BILINEAR, InterpolationMode.NEAREST_EXACT  # motion maps: `transforms`
+BILINEAR = InterpolationMode.BILINEAR
 
 
 def read_image(path: Path, gray: bool = False) -> torch.Tensor:
@@ -122,7 +122,7 @@ class ClipDataset(Dataset):
             positions = frame_positions(sample.rgb_span(self.rgb_over), self.frames)
             item["rgb"] = self.transform.rgb([self._image(sample.frame(p)) for p in positions], params)
             if "mmaps" in self.keys:  # the maps of the same frames
-                maps = [self._image(sample.mmap(p), gray=True, interpolation=NEAREST) for p in positions]
+                maps = [self._image(sample.mmap(p), gray=True, interpolation=MAP_INTERPOLATION) for p in positions]
                 item["mmaps"] = self.transform.mmaps(maps, params)
         if "flow" in self.keys:
             item["flow"] = self._flow(sample, params, generator)
@@ -158,7 +158,7 @@ class ClipDataset(Dataset):
                     self._image(sample.frame(p))
                     count += 1
                     if "mmaps" in self.keys:
-                        self._image(sample.mmap(p), gray=True, interpolation=NEAREST)
+                        self._image(sample.mmap(p), gray=True, interpolation=MAP_INTERPOLATION)
                         count += 1
             if "flow" in self.keys:
                 for p in range(sample.n_flows):

@@ -129,7 +129,7 @@ class FrameCache:
         temp = entry.with_name(f".{entry.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:  # a folder that cannot be made (even with ENOENT, as under /proc) stops the cache
             entry.parent.mkdir(parents=True, exist_ok=True)
-            if shutil.disk_usage(entry.parent).free < MIN_FREE_BYTES:
+            if shutil.disk_usage(self.folder).free < MIN_FREE_BYTES:  # `clear` never removes the folder itself
                 raise OSError(errno.ENOSPC, f"less than {MIN_FREE_BYTES // 2**30} GiB free")
         except OSError as exc:
             self._stop(exc)

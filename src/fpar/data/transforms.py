@@ -43,6 +43,7 @@ NORMALIZATION: dict[str, dict[str, list[float]]] = {
     "rgb": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
     "flow": {"mean": [FLOW_MEAN], "std": [FLOW_STD]},
 }
+MAP_INTERPOLATION = InterpolationMode.NEAREST_EXACT  # motion maps: the pixel under each centre, as PIL
 SCALES = (1.0, 0.875, 0.75, 0.65625)
 CORNERS = ("c", "tl", "tr", "bl", "br")
 
@@ -123,7 +124,7 @@ class ClipTransform:
 
     def mmaps(self, maps: Sequence[torch.Tensor], params: ClipParams) -> torch.Tensor:
         """(T, S, S) int64 labels, 1 = moving; nearest-neighbour so no label is blended."""
-        clip = torch.stack([self._geometry(m, params, InterpolationMode.NEAREST_EXACT) for m in maps])
+        clip = torch.stack([self._geometry(m, params, MAP_INTERPOLATION) for m in maps])
         return (clip[:, 0] > MAP_THRESHOLD).long()
 
     def _geometry(self, image: torch.Tensor, params: ClipParams, interpolation: InterpolationMode,

@@ -60,6 +60,12 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Flow windows averaged per sample where Ego-RNN's evaluation of the model averages several: its
+# eval-run-flow.py (`--numSegs 5`); its RGB and joint two-stream evaluations read one clip, with the
+# centre flow window (eval-run-twoStream-joint.py, `numSeg=1`). The default of `fpar eval`.
+REFERENCE_SEGMENTS = {"flow": 5}
+
+
 def is_current(run: RunDir, checkpoint: str, split: str, segments: int | None = None) -> bool:
     """Whether the run's evaluation folder holds an evaluation of the checkpoint as it is now (and,
     where `segments` is given, with that many flow windows)."""
@@ -84,14 +90,15 @@ def evaluate_path(path: Path, checkpoint: str = "best", split: str = "test", **o
     return [evaluate_run(run, checkpoint, split, **options) for run in run_dirs(Path(path))]
 
 
-def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segments: int = 1,
+def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segments: int | None = None,
                  device: str = "auto", batch_size: int | None = None, workers: int = 0,
                  progress: bool = True) -> EvalResult:
     """Evaluate `checkpoint` (best|last) of the run at `path` on its `split` (test|val) samples and
-    write the evaluation folder `RunDir(path).eval_dir(checkpoint, split)`."""
+    write the evaluation folder `RunDir(path).eval_dir(checkpoint, split)`. `segments`: flow
+    windows per sample; None, Ego-RNN's protocol for the model (`REFERENCE_SEGMENTS`)."""
     if split not in SPLIT_PARTS:
         raise FparError(f"split {split!r}: expected one of {', '.join(SPLIT_PARTS)}")
-    if segments < 1:
+    if segments is not None and segments < 1:
         raise FparError(f"segments must be at least 1, got {segments}")
     if batch_size is not None and batch_size < 1:
         raise FparError(f"batch size must be at least 1, got {batch_size}")
@@ -100,6 +107,7 @@ def evaluate_run(path: Path, checkpoint: str = "best", split: str = "test", segm
     split_data = read_split(run)
     checkpoint_path = run.checkpoint(checkpoint)
     model, meta = load_model(checkpoint_path)
+    segments = REFERENCE_SEGMENTS.get(meta.model_name, 1) if segments is None else segments
     if list(meta.class_names) != split_data["classes"]:
         raise CheckpointError(f"{checkpoint_path}: its {len(meta.class_names)} classes differ from the "
                               f"{len(split_data['classes'])} of {run.split} (another run's checkpoint?)")

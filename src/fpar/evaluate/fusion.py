@@ -64,7 +64,8 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
 
     A run without a current evaluation is evaluated first. `segments` given: flow-reading runs must
     have been evaluated over that many windows (else they are again). None: a saved evaluation counts
-    whatever its windows, and one made again keeps the count of the one it replaces.
+    whatever its windows, one made again keeps the count of the one it replaces, and a first one gets
+    `fpar eval`'s default (Ego-RNN's protocol for the model).
     """
     if len(runs) < 2:
         raise FparError(f"--fuse needs at least two runs, got {len(runs)}")
@@ -77,7 +78,7 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
         windows = None if segments is None else flow_segments(run, checkpoint, segments)
         if not is_current(run, checkpoint, split, windows):
             if windows is None:
-                windows = (read_metrics(folder) or {}).get("segments", 1)
+                windows = (read_metrics(folder) or {}).get("segments")
             evaluate_run(path, checkpoint, split, segments=windows, **eval_options)
         named.append((folder / SCORES_CSV, read_scores(folder / SCORES_CSV)))
         sources.append(read_metrics(folder) or {})

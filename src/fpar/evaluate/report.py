@@ -4,11 +4,10 @@ One row per argument: a run dir, a group dir (runs.json: four splits or several 
 mean +- sample standard deviation over its runs), or a fused evaluation folder (`fpar eval --fuse`).
 A run with no evaluation of the chosen checkpoint (or one older than the checkpoint) is
 evaluated first: evaluation is deterministic and writes the same folder `fpar eval` would, so the
-table always shows what `fpar eval` says, and a report is one command after training. Each model is
-evaluated as Ego-RNN evaluates it (`REFERENCE_SEGMENTS`): a flow run over 5 evenly spaced windows
-of L flows, averaged (eval-run-flow.py, `--numSegs 5`), the RGB models and the joint two-stream
-model on one clip with the centre flow window (eval-run-twoStream-joint.py, `numSeg=1`); an
-evaluation with another window count is redone. The protocol column says so.
+table always shows what `fpar eval` says, and a report is one command after training. A run
+evaluated here gets `fpar eval`'s default, Ego-RNN's protocol for its model (flow over 5 windows,
+`evaluation.REFERENCE_SEGMENTS`); one the user evaluated over another window count is shown as it
+is. The protocol column gives the window count wherever it is over one.
 
 The seed report's published GTEA61 accuracies sit in their own column, labelled as published:
 they were measured on GTEA61 by the report's authors, never by this code, and are never mixed into
@@ -36,12 +35,10 @@ from fpar.evaluate.fusion import fuse_runs
 from fpar.evaluate.outputs import METRICS_JSON, read_metrics
 from fpar.evaluate.runs import read_group, read_metrics_csv, read_warnings, require_run
 from fpar.io.atomic import write_atomic
-from fpar.models.checkpoints import read_checkpoint
 from fpar.train.rundir import RunDir
 
 # The seed report's GTEA61 results (N=7), by our model name; rgb_ms has no published number.
 PUBLISHED_GTEA61 = {"flow": 42.24, "rgb": 52.56, "two_stream": 67.10, "rgb_ms_feedback": 56.48}
-REFERENCE_SEGMENTS = {"flow": 5}  # flow windows per sample, by model name; 1 for the others
 PROTOCOLS = {"val": "val (checkpoint chosen on a validation part)",
              "test": "test (checkpoint chosen on the test user, as the reference)"}
 TABLE_MD, TABLE_CSV, CURVES_DIR, CURVES_PNG = "table.md", "table.csv", "curves", "curves.png"
@@ -109,9 +106,8 @@ def format_duration(seconds: float | None) -> str:
 def _evaluation(run: Path, checkpoint: str, split: str, eval_options: dict[str, Any]) -> dict[str, Any]:
     """metrics.json of the run's evaluation, evaluating it first when missing or stale."""
     rundir = require_run(run, checkpoint)
-    segments = REFERENCE_SEGMENTS.get(read_checkpoint(rundir.checkpoint(checkpoint)).meta.model_name, 1)
-    if not is_current(rundir, checkpoint, split, segments):
-        return evaluate_run(run, checkpoint, split, segments=segments, **eval_options).metrics
+    if not is_current(rundir, checkpoint, split):
+        return evaluate_run(run, checkpoint, split, **eval_options).metrics
     return read_metrics(rundir.eval_dir(checkpoint, split)) or {}
 
 

@@ -132,15 +132,26 @@ def _statistics(values: object, config: ModelConfig) -> dict[str, dict[str, list
         raise CheckpointError(f"normalization is not a mapping of input keys ({', '.join(channels)}) to statistics")
     checked = {}
     for key, stats in values.items():
-        ok = isinstance(stats, Mapping) and set(stats) == {"mean", "std"} and all(
-            isinstance(stats[part], (list, tuple)) and len(stats[part]) in (1, channels[key])
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in stats[part])
-            for part in ("mean", "std"))
-        if not ok or min(stats["std"]) <= 0:
+        parts = {part: _finite_floats(stats.get(part), channels[key]) for part in ("mean", "std")} \
+            if isinstance(stats, Mapping) and set(stats) == {"mean", "std"} else {}
+        if None in parts.values() or not parts or min(parts["std"]) <= 0:
             raise CheckpointError(f"normalization of {key!r} is not a mean and a positive std "
                                   f"of 1 or {channels[key]} finite numbers")
-        checked[key] = {part: [float(x) for x in stats[part]] for part in ("mean", "std")}
+        checked[key] = parts
     return checked
+
+
+def _finite_floats(values: object, channels: int) -> list[float] | None:
+    """`values` as 1 or `channels` finite floats, or None (an int past float's range included)."""
+    if not isinstance(values, (list, tuple)) or len(values) not in (1, channels):
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+        return None
+    try:
+        floats = [float(x) for x in values]
+    except OverflowError:
+        return None
+    return floats if all(math.isfinite(x) for x in floats) else None
 
 
 def _meta_from(path: Path, payload: dict[str, Any]) -> CheckpointMeta:

@@ -30,7 +30,7 @@ def load_weights_only(path: str | Path, what: str, map_location: str | torch.dev
     path = Path(path)
     if path.is_dir():
         hint = next((f"; its {f.name}?" for f in (path / "best.pt", path / "last.pt") if f.is_file()), "")
-        raise CheckpointError(f"{path}: a folder, not a {what} file{hint}")
+        raise CheckpointError(f"{path}: a folder, not the {what} file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
     with path.open("rb") as file:

@@ -29,13 +29,13 @@ from fpar.data.layout import Discovery, Split, class_names, discover, split_by_u
 from fpar.errors import ConfigError, DataError
 from fpar.io.atomic import write_atomic
 from fpar.models.registry import build_model
+from fpar.terminal import labelled, make_console
 from fpar.train.init_from import Source, read_source, source_path
 from fpar.train.distributed import Processes, from_environment
 from fpar.train.cuda_graphs import use_cuda_graphs
 from fpar.train.loop import EpochHook, Trainer, pick_device, seed_everything
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_optimizer, check_stage, trained_lrs
-from fpar.terminal import labelled, make_console
 
 ALL_USERS = "all"
 

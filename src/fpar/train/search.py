@@ -44,8 +44,8 @@ from rich.console import Console
 from fpar.config import Recipe, comparable, load_recipe, to_dict
 from fpar.errors import ConfigError, one_line
 from fpar.io.atomic import write_atomic
-from fpar.train.run import ALL_USERS, make_plan, resolved, train_run
 from fpar.terminal import make_console
+from fpar.train.run import ALL_USERS, make_plan, resolved, train_run
 
 ALPHA_RANGE = (0.01, 10.0)
 LR_SCALE_RANGE = (0.1, 10.0)

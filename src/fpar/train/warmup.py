@@ -49,11 +49,11 @@ from fpar.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fpar.errors import ConfigError, DataError, FparError
 from fpar.io.atomic import write_atomic
 from fpar.models.backbone import load_resnet34
+from fpar.terminal import make_console
 from fpar.train.loop import AMP_MODES, epoch_seed, metrics_csv, pick_device, seed_everything
 from fpar.train.run import claim_dir, resolved
 from fpar.train.rundir import RunDir
 from fpar.train.stages import check_stage, make_optimizer, make_scheduler, trained_lrs
-from fpar.terminal import make_console
 
 BACKBONE_NAME = "backbone.pt"
 WARMUP_COLUMNS = ("epoch", "train_loss", "train_acc", "check_acc", "seconds")
