@@ -241,3 +241,9 @@ def test_each_model_is_evaluated_as_ego_rnn_does_by_default(tmp_path, prepared_r
     table = build_report([flow.root], tmp_path / "report", progress=False).table_md.read_text()
     assert json.loads((flow.eval_dir() / "metrics.json").read_text())["segments"] == 1
     assert "windows" not in next(line for line in table.splitlines() if line.startswith("| flow "))
+    fuse_runs([rgb.root, flow.root], tmp_path / "fused", progress=False)  # a fusion gives its sources' windows
+    evaluate_run(flow.root, progress=False)
+    fuse_runs([rgb.root, flow.root], tmp_path / "fused5", progress=False)
+    table = build_report([tmp_path / "fused", tmp_path / "fused5"], tmp_path / "report", progress=False).table_md.read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if "(fusion)" in line}
+    assert "windows" not in rows["fused (fusion)"] and "5 flow windows averaged" in rows["fused5 (fusion)"]

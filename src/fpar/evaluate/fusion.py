@@ -94,6 +94,7 @@ def fuse_runs(runs: Sequence[Path], out: Path, weights: Sequence[float] | None =
         "test_user": sources[0].get("test_user"),
         "fusion": {"runs": [str(Path(p).resolve()) for p in runs], "weights": weights, "rule": FUSION_RULE,
                    "segments": segments,
+                   "source_segments": [source.get("segments", 1) for source in sources],  # windows each run used
                    # what `fpar report` checks to know the fused number still stands for these checkpoints
                    "checkpoint_sha256": [source.get("checkpoint_sha256") for source in sources]},
         **classification_metrics(scores),

@@ -188,7 +188,8 @@ def build_report(paths: Sequence[Path], out: Path, checkpoint: str = "best", spl
 
 def _protocol(row: Row) -> str:
     found = sorted({str(e.get("protocol")) for e in row.evaluations})
-    windows = sorted({int(e.get("segments", 1)) for e in row.evaluations} - {1})
+    windows = sorted({int(n) for e in row.evaluations
+                      for n in [e.get("segments", 1), *(e.get("fusion") or {}).get("source_segments", [])]} - {1})
     averaged = f"; {'/'.join(map(str, windows))} flow windows averaged" if windows else ""
     return ", ".join(PROTOCOLS.get(p, p) for p in found) + averaged
 
