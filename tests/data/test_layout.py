@@ -146,3 +146,17 @@ def test_numbering_gap_names_the_first_missing_file_in_the_layouts_numbering() -
     assert EGORNN.numbering_gap("rgb", names("image_00000.jpg", "image_00002.jpg")) == "image_00001.jpg is missing"
     assert COURSE.numbering_gap("rgb", names("rgb0001.png", "rgb001.png", "rgb0002.png")) == "a number is repeated"
     assert COURSE.numbering_gap("mmaps", []) is None
+
+
+def test_a_missing_map_takes_the_next_one_and_later_maps_keep_their_frames(make_root) -> None:
+    # the course data's mmaps/ folders have gaps; by list index every map after a gap would move
+    # to an earlier frame (rgb0004 -> map0006); by number only the gap is filled
+    root = make_root("course", (FakeInstance("S1", "open_jam", "1", frames=10),))
+    maps = root / "processed_frames2/S1/open_jam/1/mmaps"
+    (maps / "map0004.png").unlink()
+    (maps / "map0005.png").unlink()
+    sample = discover(root).samples[0]
+    assert len(sample.mmaps) == 8  # the files themselves, as `fpar data check` counts them
+    named = [sample.mmap(position).name for position in range(12)]
+    assert named == ["map0001.png", "map0002.png", "map0003.png", "map0006.png", "map0006.png", "map0006.png",
+                     "map0007.png", "map0008.png", "map0009.png", "map0010.png", "map0010.png", "map0010.png"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,17 @@ def test_init_from_a_run_not_trained_yet_says_so(prepared_root: Path, tmp_path: 
     train(write_recipe(tmp_path, "rgb", ONE_STAGE, "first.yaml"), first, [*TINY, f"data.root={prepared_root}"])
     train(recipe, tmp_path / "run", [*TINY, f"data.root={prepared_root}", f"stages.0.init_from=[{first}:s1]"])
     assert RunDir(tmp_path / "run").checkpoint("best").is_file()
+
+
+def test_a_gap_in_the_frame_numbers_is_refused_before_the_run_dir_is_written(prepared_root: Path,
+                                                                            tmp_path: Path) -> None:
+    # clips read files by position: after a gap every position would name the next file
+    root = tmp_path / "root"
+    shutil.copytree(prepared_root, root, ignore=shutil.ignore_patterns("flow_*"))
+    frames = sorted((root / "processed_frames2").glob("*/*/*/rgb"))[0]
+    (frames / "rgb0003.png").unlink()
+    recipe = write_recipe(tmp_path, "rgb", ONE_STAGE)
+    with pytest.raises(DataError, match=rf"^{frames}: rgb files are not numbered consecutively \(rgb0003\.png is "
+                                        rf"missing\), so clip positions after the gap would read the wrong files"):
+        train(recipe, tmp_path / "run", [*TINY, f"data.root={root}"])
+    assert not (tmp_path / "run").exists()

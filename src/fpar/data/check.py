@@ -61,6 +61,7 @@ class CheckReport:
     flow_stack: int
     images_read: bool
     outside: list[tuple[Path, Path]] = field(default_factory=list)  # (file, where its links lead) off the root
+    map_gaps: list[tuple[Path, str]] = field(default_factory=list)  # (mmaps folder, its first gap)
 
     @property
     def clean(self) -> bool:
@@ -85,7 +86,7 @@ def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[P
     if "flow_x" in modalities and sample.n_flows and unusable_reason(sample, {"flow"}, flow_stack):
         problems.append(Problem(folder("flow_x"), f"only {sample.n_flows} flows, fewer than L={flow_stack} "
                                                   f"(the flow and two-stream datasets drop this instance)"))
-    n_maps, n = len(sample.mmaps), sample.n_frames
+    n_maps, n = len(sample.mmaps_by_position or sample.mmaps), sample.n_frames  # gaps filled: see below
     if "mmaps" in modalities and n_maps and n and n_maps not in (n - 1, n):
         problems.append(Problem(folder("mmaps"), f"{n_maps} motion maps for {n} frames (expected {n - 1} "
                                                  f"or {n}: map k belongs to frame k)"))
@@ -95,10 +96,20 @@ def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[P
                                                   f"flow k goes from frame k to frame k+1)"))
     for modality in modalities:
         gap = found.layout.numbering_gap(modality, getattr(sample, _FILES[modality]))
-        if gap:
+        if gap and modality != "mmaps":  # a map gap is filled by the next map (`map_gaps`)
             problems.append(Problem(folder(modality), f"{modality} files are not numbered consecutively ({gap}): "
                                                       f"positions after the gap would misalign"))
     return problems
+
+
+def map_gaps(found: Discovery) -> list[tuple[Path, str]]:
+    """(motion-map folder, first gap) of each instance whose maps skip a number. Not a problem: the
+    course data has such gaps, its readers let the next map stand in, and so does `Sample.mmap`."""
+    if "mmaps" not in found.layout.modalities:
+        return []
+    gaps = [(found.layout.instance_dir(found.root, "mmaps", s.user, s.label, s.instance),
+             found.layout.numbering_gap("mmaps", s.mmaps)) for s in found.samples]
+    return [(folder, gap) for folder, gap in gaps if gap]
 
 
 def _unreadable(paths: list[Path], progress: bool) -> list[Problem]:
@@ -149,7 +160,7 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
         problems += _unreadable([p for s in found.samples for p in _all_files(s)], progress)
     problems.sort(key=lambda p: str(p.path))
     outside = outside_root(found.root, [p for s in found.samples for p in _all_files(s)])
-    return CheckReport(found, problems, frames, flow_stack, read_images, outside)
+    return CheckReport(found, problems, frames, flow_stack, read_images, outside, map_gaps(found))
 
 
 def _nothing_found(found: Discovery) -> str:
@@ -275,6 +286,12 @@ def print_report(report: CheckReport, console: Console, exclude: list[str] | tup
         console.print(labelled("note:", "cyan", f"{len(repeating)} instance(s) have fewer than N={report.frames} frames "
                       f"(e.g. {repeating[0].id}: {repeating[0].n_frames}): their clips repeat frames, as in Ego-RNN"),
                       soft_wrap=True)
+    if report.map_gaps:
+        notes += 1
+        folder, gap = report.map_gaps[0]
+        console.print(labelled("note:", "cyan", f"{len(report.map_gaps)} instance(s) have gaps in their motion maps "
+                               f"(e.g. {folder}: {gap}); the next map stands in for a missing one, as the course "
+                               f"data's readers do"), soft_wrap=True)
     if report.outside:
         notes += 1
         path, target = report.outside[0]

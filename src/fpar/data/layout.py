@@ -199,7 +199,8 @@ class Sample:
     frames: tuple[Path, ...]
     flow_x: tuple[Path, ...] = ()
     flow_y: tuple[Path, ...] = ()
-    mmaps: tuple[Path, ...] = ()
+    mmaps: tuple[Path, ...] = ()  # the files, in number order
+    mmaps_by_position: tuple[Path, ...] = ()  # one per number from the first; gaps filled (`fill_map_gaps`)
 
     @property
     def id(self) -> str:
@@ -229,10 +230,12 @@ class Sample:
         return self.n_flows if over == "flows" else self.n_frames
 
     def mmap(self, position: int) -> Path:
-        """The motion map of frame `position`; frames past the last map reuse the last one."""
-        if not self.mmaps:
+        """The motion map of frame `position`, by file number: a missing map's place is taken by the
+        next map that exists (`fill_map_gaps`), and frames past the last map reuse the last one."""
+        maps = self.mmaps_by_position or self.mmaps
+        if not maps:
             raise DataError(f"{self.id}: this sample has no motion maps")
-        return self.mmaps[min(position, len(self.mmaps) - 1)]
+        return maps[min(position, len(maps) - 1)]
 
 
 @dataclass
@@ -305,9 +308,27 @@ def discover(root: str | Path, layout: str = "auto") -> Discovery:
             problems.append(Problem(chosen.instance_dir(root, "flow_x", user, label, instance),
                                     f"flow x/y count mismatch: {len(files['flow_x'])} x files, "
                                     f"{len(files['flow_y'])} y files"))
+        maps = files.get("mmaps", ())
         samples.append(Sample(user, label, instance, frames=files["rgb"], flow_x=files.get("flow_x", ()),
-                              flow_y=files.get("flow_y", ()), mmaps=files.get("mmaps", ())))
+                              flow_y=files.get("flow_y", ()), mmaps=maps,
+                              mmaps_by_position=fill_map_gaps(maps, chosen.specs["mmaps"]) if maps else ()))
     return Discovery(root, chosen, samples, problems)
+
+
+def fill_map_gaps(files: tuple[Path, ...], spec: FileSpec) -> tuple[Path, ...]:
+    """Motion maps by position (number - spec.first), from position 0 to the last map's: a number
+    with no file gets the next map that exists, as the course data's own readers do (its `mmaps/`
+    folders have gaps; the MS followers of Ego-RNN look the next map up, or copy it into the gap).
+    Indexing the sorted files by position would instead move every map after a gap to an earlier
+    frame."""
+    if not files:
+        return ()
+    by_number = {spec.number_of(path.name): path for path in files}
+    filled, following = [], None
+    for number in range(max(by_number), spec.first - 1, -1):  # backwards: the next existing map is known
+        following = by_number.get(number, following)
+        filled.append(following)
+    return tuple(reversed(filled))
 
 
 def _key_order(key: tuple[str, str, str]) -> tuple:

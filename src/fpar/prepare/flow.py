@@ -38,7 +38,8 @@ def dense_flow(method: str) -> DenseFlow:
     """A dense flow function ``(prev_gray, next_gray) -> (H, W, 2) float32`` for `method`.
 
     DIS (preset medium) is the default because it is about 100x faster than TV-L1 on a CPU;
-    TV-L1 at OpenCV's defaults is what denseflow computes; Farneback sits between them.
+    TV-L1 at OpenCV's CPU defaults is close to denseflow's (its CUDA TV-L1 runs more iterations and no
+    median filter); Farneback sits between them.
     The OpenCV object is built once and reused, which matters for DIS's speed.
     An unknown `method` raises ConfigError.
     """

@@ -69,8 +69,14 @@ def resolved(recipe: Recipe) -> Recipe:
     return recipe
 
 
+# The files a model input reads by position, whose numbering must have no gap (motion maps may:
+# `layout.fill_map_gaps`).
+NUMBERED = {"rgb": ("rgb",), "flow": ("flow_x", "flow_y")}
+
+
 def check_data_fits(model: nn.Module, found: Discovery, name: str) -> None:
-    """DataError naming the root when the model reads a modality the root does not have."""
+    """DataError naming the root when the model reads a modality the root does not have, or naming
+    the instance folder whose frames or flows skip a number."""
     needs = set(getattr(model, "input_keys", ()))
     where = f"{found.root} ({found.layout.name} layout)"
     if "flow" in needs and not any(s.n_flows for s in found.samples):
@@ -79,6 +85,15 @@ def check_data_fits(model: nn.Module, found: Discovery, name: str) -> None:
     if "mmaps" in needs and not any(s.mmaps for s in found.samples):
         raise DataError(f"{where}: model {name!r} learns from motion maps, but this root has none; "
                         "`fpar prepare` writes them (course layout)")
+    modalities = [m for key in needs for m in NUMBERED.get(key, ()) if m in found.layout.modalities]
+    for sample in found.samples:  # clips read files by position: after a gap, the wrong frames or flows
+        for modality in modalities:
+            gap = found.layout.numbering_gap(modality, getattr(sample, "frames" if modality == "rgb" else modality))
+            if gap:
+                folder = found.layout.instance_dir(found.root, modality, sample.user, sample.label, sample.instance)
+                raise DataError(f"{folder}: {modality} files are not numbered consecutively ({gap}), so clip "
+                                f"positions after the gap would read the wrong files (Ego-RNN would stop there "
+                                f"too); `fpar data check {found.root}` lists every such instance")
 
 
 def make_plan(recipe: Recipe) -> Plan:
