@@ -68,13 +68,10 @@ class CheckReport:
         return not self.problems
 
 
-_FILES = {"rgb": "frames", "flow_x": "flow_x", "flow_y": "flow_y", "mmaps": "mmaps"}  # modality -> Sample field
-
-
 def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[Problem]:
-    """Too few frames or flows for the datasets (`unusable_reason`), counts that break the
-    position alignment (flows != frames - 1, maps not n or n - 1) and gaps in file numbers
-    (empty modalities are `discover`'s problems)."""
+    """Too few frames or flows for the datasets (`unusable_reason`) and counts that break the
+    position alignment (flows != frames - 1, maps not n or n - 1); gaps in file numbers are
+    `_gap_problems`', empty modalities `discover`'s."""
     def folder(modality: str) -> Path:
         return found.layout.instance_dir(found.root, modality, sample.user, sample.label, sample.instance)
 
@@ -86,7 +83,7 @@ def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[P
     if "flow_x" in modalities and sample.n_flows and unusable_reason(sample, {"flow"}, flow_stack):
         problems.append(Problem(folder("flow_x"), f"only {sample.n_flows} flows, fewer than L={flow_stack} "
                                                   f"(the flow and two-stream datasets drop this instance)"))
-    n_maps, n = len(sample.mmaps_by_position or sample.mmaps), sample.n_frames  # gaps filled: see below
+    n_maps, n = len(sample.maps_by_position), sample.n_frames  # gaps filled: `map_gaps`
     if "mmaps" in modalities and n_maps and n and n_maps not in (n - 1, n):
         problems.append(Problem(folder("mmaps"), f"{n_maps} motion maps for {n} frames (expected {n - 1} "
                                                  f"or {n}: map k belongs to frame k)"))
@@ -94,12 +91,15 @@ def _count_problems(found: Discovery, sample: Sample, flow_stack: int) -> list[P
     if "flow_x" in modalities and x_y_agree and sample.n_flows and n and sample.n_flows != n - 1:
         problems.append(Problem(folder("flow_x"), f"{sample.n_flows} flows for {n} frames (expected {n - 1}: "
                                                   f"flow k goes from frame k to frame k+1)"))
-    for modality in modalities:
-        gap = found.layout.numbering_gap(modality, getattr(sample, _FILES[modality]))
-        if gap and modality != "mmaps":  # a map gap is filled by the next map (`map_gaps`)
-            problems.append(Problem(folder(modality), f"{modality} files are not numbered consecutively ({gap}): "
-                                                      f"positions after the gap would misalign"))
     return problems
+
+
+def _gap_problems(found: Discovery) -> list[Problem]:
+    """Frames and flows that skip a number: positions after the gap would misalign. Motion maps are
+    left to `map_gaps`, since the next map fills a gap."""
+    numbered = [m for m in found.layout.modalities if m != "mmaps"]
+    return [Problem(folder, f"{modality} files are not numbered consecutively ({gap}): positions after the "
+                            f"gap would misalign") for folder, modality, gap in found.numbering_gaps(numbered)]
 
 
 def map_gaps(found: Discovery) -> list[tuple[Path, str]]:
@@ -107,9 +107,7 @@ def map_gaps(found: Discovery) -> list[tuple[Path, str]]:
     course data has such gaps, its readers let the next map stand in, and so does `Sample.mmap`."""
     if "mmaps" not in found.layout.modalities:
         return []
-    gaps = [(found.layout.instance_dir(found.root, "mmaps", s.user, s.label, s.instance),
-             found.layout.numbering_gap("mmaps", s.mmaps)) for s in found.samples]
-    return [(folder, gap) for folder, gap in gaps if gap]
+    return [(folder, gap) for folder, _, gap in found.numbering_gaps(["mmaps"])]
 
 
 def _unreadable(paths: list[Path], progress: bool) -> list[Problem]:
@@ -153,14 +151,15 @@ def check_root(root: str | Path, layout: str = "auto", frames: int = 7, flow_sta
     found = discover(root, layout)
     if not found.samples:
         raise DataError(_nothing_found(found))
-    problems = list(found.problems) + unvouched(found)
+    problems = list(found.problems) + unvouched(found) + _gap_problems(found)
     for sample in found.samples:
         problems += _count_problems(found, sample, flow_stack)
+    files = [p for s in found.samples for p in _all_files(s)]
     if read_images:
-        problems += _unreadable([p for s in found.samples for p in _all_files(s)], progress)
+        problems += _unreadable(files, progress)
     problems.sort(key=lambda p: str(p.path))
-    outside = outside_root(found.root, [p for s in found.samples for p in _all_files(s)])
-    return CheckReport(found, problems, frames, flow_stack, read_images, outside, map_gaps(found))
+    return CheckReport(found, problems, frames, flow_stack, read_images, outside_root(found.root, files),
+                       map_gaps(found))
 
 
 def _nothing_found(found: Discovery) -> str:
@@ -183,7 +182,7 @@ def _spread(values: list[int]) -> str:
 
 def _missing(samples: list[Sample], modalities: tuple[str, ...]) -> str:
     """Per modality, how many samples have no file of it."""
-    counts = {m: sum(not getattr(s, _FILES[m]) for s in samples) for m in modalities}
+    counts = {m: sum(not s.files(m) for s in samples) for m in modalities}
     return ", ".join(f"{m} {n}" for m, n in counts.items() if n) or "-"
 
 

@@ -229,10 +229,19 @@ class Sample:
             raise ValueError(f"RGB frames are spread over one of {', '.join(RGB_SPANS)}, got {over!r}")
         return self.n_flows if over == "flows" else self.n_frames
 
+    def files(self, modality: str) -> tuple[Path, ...]:
+        """The files of `modality` ("rgb", "flow_x", "flow_y" or "mmaps"), in number order."""
+        return {"rgb": self.frames, "flow_x": self.flow_x, "flow_y": self.flow_y, "mmaps": self.mmaps}[modality]
+
+    @property
+    def maps_by_position(self) -> tuple[Path, ...]:
+        """One motion map per position, gaps filled (a Sample made by hand: its maps as given)."""
+        return self.mmaps_by_position or self.mmaps
+
     def mmap(self, position: int) -> Path:
         """The motion map of frame `position`, by file number: a missing map's place is taken by the
         next map that exists (`fill_map_gaps`), and frames past the last map reuse the last one."""
-        maps = self.mmaps_by_position or self.mmaps
+        maps = self.maps_by_position
         if not maps:
             raise DataError(f"{self.id}: this sample has no motion maps")
         return maps[min(position, len(maps) - 1)]
@@ -250,6 +259,18 @@ class Discovery:
     @property
     def users(self) -> list[str]:
         return sorted({s.user for s in self.samples})
+
+    def numbering_gaps(self, modalities: Sequence[str]) -> list[tuple[Path, str, str]]:
+        """(instance folder, modality, first gap) wherever a sample's files of `modalities` skip or
+        repeat a number (`Layout.numbering_gap`), in sample order."""
+        gaps = []
+        for sample in self.samples:
+            for modality in modalities:
+                gap = self.layout.numbering_gap(modality, sample.files(modality))
+                if gap:
+                    folder = self.layout.instance_dir(self.root, modality, sample.user, sample.label, sample.instance)
+                    gaps.append((folder, modality, gap))
+        return gaps
 
 
 def instance_order(name: str) -> tuple[int, int, str]:

@@ -85,15 +85,13 @@ def check_data_fits(model: nn.Module, found: Discovery, name: str) -> None:
     if "mmaps" in needs and not any(s.mmaps for s in found.samples):
         raise DataError(f"{where}: model {name!r} learns from motion maps, but this root has none; "
                         "`fpar prepare` writes them (course layout)")
-    modalities = [m for key in needs for m in NUMBERED.get(key, ()) if m in found.layout.modalities]
-    for sample in found.samples:  # clips read files by position: after a gap, the wrong frames or flows
-        for modality in modalities:
-            gap = found.layout.numbering_gap(modality, getattr(sample, "frames" if modality == "rgb" else modality))
-            if gap:
-                folder = found.layout.instance_dir(found.root, modality, sample.user, sample.label, sample.instance)
-                raise DataError(f"{folder}: {modality} files are not numbered consecutively ({gap}), so clip "
-                                f"positions after the gap would read the wrong files (Ego-RNN would stop there "
-                                f"too); `fpar data check {found.root}` lists every such instance")
+    # clips read files by position: after a gap, the wrong frames or flows
+    gaps = found.numbering_gaps([m for key in needs for m in NUMBERED.get(key, ()) if m in found.layout.modalities])
+    if gaps:
+        folder, modality, gap = gaps[0]
+        raise DataError(f"{folder}: {modality} files are not numbered consecutively ({gap}), so clip "
+                        f"positions after the gap would read the wrong files (Ego-RNN would stop there "
+                        f"too); `fpar data check {found.root}` lists every such instance")
 
 
 def make_plan(recipe: Recipe) -> Plan:
